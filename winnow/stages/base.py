@@ -52,10 +52,11 @@ class Stage:
     kind: ClassVar[str] = ""
     Params: ClassVar[type[Params]] = Params
 
-    def __init__(self, params: Params, *, stage_id: str, seed: int):
+    def __init__(self, params: Params, *, stage_id: str, seed: int, run_dir: Path | None = None):
         self.params = params
         self.stage_id = stage_id
         self.seed = seed
+        self.run_dir = run_dir  # the run directory, for stages with side outputs (buckets)
 
 
 class MapStage(Stage):

@@ -1,0 +1,1 @@
+"""Readers and writers: JSONL (plain, gzip, zstd), Parquet, Arrow IPC, HF datasets."""

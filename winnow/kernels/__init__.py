@@ -1,0 +1,1 @@
+"""Hot loops (MinHash, decomposition), each with a simple reference twin for tests."""

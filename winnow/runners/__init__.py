@@ -1,0 +1,1 @@
+"""Runners execute a plan: ``local`` (process pool, the default) and ``spark``."""

@@ -1,0 +1,1 @@
+"""Pure document scorers: heuristics, language id, fastText classifiers."""

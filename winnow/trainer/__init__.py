@@ -1,0 +1,1 @@
+"""Compact GPT trainer for proxy-model data ablations."""
