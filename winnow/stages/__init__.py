@@ -2,8 +2,9 @@
 
 Built-in stages are found by scanning the modules of this package for ``Stage``
 subclasses with a ``name``. Stage modules import optional heavy dependencies
-(models, torch) lazily, inside ``setup``, so scanning stays cheap. Users may also name any class by import
-path (``package.module:Class``) or any datatrove step as ``datatrove:ClassName``.
+(models, torch) lazily, inside ``setup``, so scanning stays cheap. Users may also
+name any class by import path (``package.module:Class``) or any datatrove step as
+``datatrove:ClassName``.
 """
 
 from __future__ import annotations

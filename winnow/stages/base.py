@@ -22,11 +22,14 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 from pydantic import BaseModel, ConfigDict
 
+from winnow.table import conform, unified_schema
+
 
 class Params(BaseModel):
-    """Base for stage params: strict about unknown keys."""
+    """Base for stage params: strict about unknown keys; attribute docstrings become
+    the help text ``winnow stages`` shows."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
 
 @dataclass
@@ -72,11 +75,19 @@ class MapStage(Stage):
 
 
 class Materialized:
-    """The complete output of an upstream stage: ordered Arrow IPC files."""
+    """The complete output of an upstream stage: ordered Arrow IPC files.
 
-    def __init__(self, files: list[Path], schema: pa.Schema):
+    Files may differ slightly in schema (a metadata column absent from one input
+    file); ``schema`` is their union and ``tables`` conforms each file to it.
+    """
+
+    def __init__(self, files: list[Path], schema: pa.Schema | None = None):
         self.files = list(files)
-        self.schema = schema
+        self.schema = (
+            schema
+            if schema is not None
+            else unified_schema([pa.ipc.open_file(str(f)).schema for f in self.files])
+        )
 
     def dataset(self) -> ds.Dataset:
         """A pyarrow dataset over the files (DuckDB can query it directly)."""
@@ -87,6 +98,7 @@ class Materialized:
         for path in self.files:
             with pa.memory_map(str(path)) as source:
                 table = pa.ipc.open_file(source).read_all()
+            table = conform(table, self.schema)
             yield table.select(columns) if columns else table
 
     @property
@@ -95,9 +107,7 @@ class Materialized:
         for path in self.files:
             with pa.memory_map(str(path)) as source:
                 reader = pa.ipc.open_file(source)
-                total += sum(
-                    reader.get_batch(i).num_rows for i in range(reader.num_record_batches)
-                )
+                total += sum(reader.get_batch(i).num_rows for i in range(reader.num_record_batches))
         return total
 
 

@@ -1,0 +1,128 @@
+"""The ``winnow`` command."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from rich.console import Console
+
+from winnow.errors import WinnowError
+
+console = Console()
+
+
+def _overrides(args) -> dict:
+    out = {}
+    if getattr(args, "input", None):
+        out["input.path"] = args.input
+    if getattr(args, "output", None):
+        out["output.dir"] = args.output
+    return out
+
+
+def cmd_run(args) -> int:
+    from winnow.config import load_pipeline
+    from winnow.runners.local import run_pipeline
+
+    spec = load_pipeline(args.pipeline, _overrides(args))
+    ledger = run_pipeline(spec, workers=args.workers, force=args.force, progress=not args.quiet)
+    console.print(ledger.render())
+    console.print(f"run directory: {spec.output.dir}")
+    return 0
+
+
+def cmd_validate(args) -> int:
+    from winnow.config import load_pipeline
+    from winnow.runners.common import make_plan
+
+    spec = load_pipeline(args.pipeline)
+    plan, _ = make_plan(spec)
+    console.print(f"[green]ok[/green] {args.pipeline}: {len(spec.stages)} stages")
+    for p in plan.passes:
+        console.print(f"  {p.kind:6} pass {' -> '.join(p.stage_ids) or '(read only)'}")
+    return 0
+
+
+def cmd_stages(args) -> int:
+    from rich.table import Table
+
+    from winnow.stages import builtin_stages
+
+    for name, cls in sorted(builtin_stages().items()):
+        if args.name and name != args.name:
+            continue
+        doc = (cls.__doc__ or "").strip().splitlines()
+        console.print(f"[bold]{name}[/bold] ({cls.kind}): {doc[0] if doc else ''}")
+        table = Table(show_header=True, box=None, padding=(0, 2))
+        for col in ("param", "type", "default", "help"):
+            table.add_column(col)
+        for pname, field in cls.Params.model_fields.items():
+            default = "required" if field.is_required() else repr(field.default)
+            hint = getattr(field.annotation, "__name__", None) or str(field.annotation)
+            table.add_row(pname, hint.replace("typing.", ""), default, field.description or "")
+        console.print(table)
+    return 0
+
+
+def cmd_inspect(args) -> int:
+    from winnow.report import inspect_run
+
+    inspect_run(Path(args.run_dir), console, rows=args.rows)
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from winnow.demo import run_demo
+
+    return run_demo(Path(args.out), workers=args.workers, docs=args.docs, console=console)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="winnow", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("run", help="run a pipeline locally")
+    p.add_argument("pipeline")
+    p.add_argument("--input", help="override input.path")
+    p.add_argument("--output", help="override output.dir")
+    p.add_argument("--workers", type=int, help="worker processes (default: runner.workers)")
+    p.add_argument("--force", action="store_true", help="recompute completed stages")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("validate", help="check a pipeline YAML without reading data")
+    p.add_argument("pipeline")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("stages", help="list registered stages and their params")
+    p.add_argument("name", nargs="?")
+    p.set_defaults(func=cmd_stages)
+
+    p = sub.add_parser("inspect", help="show a run's ledger, stats and sample rows")
+    p.add_argument("run_dir")
+    p.add_argument("--rows", type=int, default=3)
+    p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser("demo", help="build an offline corpus with known defects and curate it")
+    p.add_argument("--out", default="runs/demo")
+    p.add_argument("--workers", type=int, default=None)
+    p.add_argument("--docs", type=int, default=4000, help="clean documents before defects")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except WinnowError as exc:
+        print(f"winnow: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,130 @@
+"""Pipeline spec -> DAG -> execution plan.
+
+Stages form a DAG through ``after`` (default: the previous stage; the first
+stage reads the input). A stage listing several parents reads the union of
+their outputs, in the order listed. The plan is a list of *passes* in
+topological order (ties keep YAML order):
+
+- a **map pass** is a maximal chain of map stages where each stage has exactly
+  one parent and that parent has exactly one child, so the chain is fused into
+  one pass over the data with no intermediate files;
+- a **global pass** is one global stage; its input is materialised.
+
+A pass whose parent is the pipeline input also reads the input. Passes with no
+children are sinks: their output becomes the run's data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from winnow.config import PipelineSpec
+from winnow.errors import ConfigError
+
+INPUT = "<input>"
+
+
+@dataclass
+class Pass:
+    """One unit of execution: a fused map chain or a single global stage."""
+
+    kind: str  # "map" | "global"
+    stage_ids: list[str]
+    parents: list[str]  # pass ids, or [INPUT]
+    children: list[str] = field(default_factory=list)
+
+    @property
+    def id(self) -> str:
+        return self.stage_ids[-1] if self.stage_ids else "read"
+
+    @property
+    def reads_input(self) -> bool:
+        return self.parents == [INPUT]
+
+
+@dataclass
+class Plan:
+    passes: list[Pass]
+
+    @property
+    def sinks(self) -> list[Pass]:
+        return [p for p in self.passes if not p.children]
+
+    def by_id(self, pass_id: str) -> Pass:
+        return next(p for p in self.passes if p.id == pass_id)
+
+
+def stage_parents(spec: PipelineSpec) -> dict[str, list[str]]:
+    """Each stage's parents after applying the default (previous stage / input)."""
+    ids = [s.id for s in spec.stages]
+    parents: dict[str, list[str]] = {}
+    for i, stage in enumerate(spec.stages):
+        if stage.after is None:
+            parents[stage.id] = [ids[i - 1]] if i else [INPUT]
+            continue
+        if not stage.after:
+            raise ConfigError(f"stages[{i}].after: must name at least one stage id")
+        for j, ref in enumerate(stage.after):
+            if ref not in ids:
+                raise ConfigError(
+                    f"stages[{i}].after[{j}]: unknown stage id {ref!r}; known ids: {', '.join(ids)}"
+                )
+            if ref == stage.id:
+                raise ConfigError(f"stages[{i}].after[{j}]: stage {ref!r} cannot follow itself")
+        parents[stage.id] = list(dict.fromkeys(stage.after))
+    return parents
+
+
+def topological_order(ids: list[str], parents: dict[str, list[str]]) -> list[str]:
+    """Kahn's algorithm; among ready stages the earliest in YAML order goes first."""
+    pending = {i: {p for p in parents[i] if p != INPUT} for i in ids}
+    order: list[str] = []
+    while pending:
+        ready = [i for i in ids if i in pending and not pending[i]]
+        if not ready:
+            cycle = " -> ".join(sorted(pending))
+            raise ConfigError(f"stages: the 'after' references form a cycle among: {cycle}")
+        order.append(ready[0])
+        del pending[ready[0]]
+        for deps in pending.values():
+            deps.discard(ready[0])
+    return order
+
+
+def build_plan(spec: PipelineSpec, kinds: dict[str, str]) -> Plan:
+    """Fuse map chains and order passes; ``kinds`` maps stage id -> "map" | "global"."""
+    ids = [s.id for s in spec.stages]
+    parents = stage_parents(spec)
+    order = topological_order(ids, parents)
+    children: dict[str, list[str]] = {i: [] for i in ids}
+    for sid in order:
+        for p in parents[sid]:
+            if p != INPUT:
+                children[p].append(sid)
+
+    passes: list[Pass] = []
+    pass_of: dict[str, Pass] = {}
+    for sid in order:
+        ps = parents[sid]
+        if kinds[sid] == "map" and len(ps) == 1 and ps[0] != INPUT:
+            parent_pass = pass_of[ps[0]]
+            if (
+                parent_pass.kind == "map"
+                and kinds[ps[0]] == "map"
+                and len(children[ps[0]]) == 1
+                and parent_pass.id == ps[0]
+            ):
+                parent_pass.stage_ids.append(sid)
+                pass_of[sid] = parent_pass
+                continue
+        new = Pass(kinds[sid], [sid], list(ps))  # stage ids for now, pass ids below
+        passes.append(new)
+        pass_of[sid] = new
+    for p in passes:
+        p.parents = [s if s == INPUT else pass_of[s].id for s in p.parents]
+        for parent in p.parents:
+            if parent != INPUT:
+                pass_of[parent].children.append(p.id)
+    if not passes:  # no stages: read the input and write it out
+        passes.append(Pass("map", [], [INPUT]))
+    return Plan(passes)

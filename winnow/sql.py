@@ -1,0 +1,53 @@
+"""DuckDB helpers: check SQL expressions up front and evaluate them on Arrow tables."""
+
+from __future__ import annotations
+
+import duckdb
+import pyarrow as pa
+
+from winnow.errors import WinnowError
+
+
+def check_expression(expr: str) -> str:
+    """Raise ``ValueError`` (shown with the YAML path) if ``expr`` does not parse.
+
+    Column names are unknown until data arrives, so only syntax is checked here:
+    DuckDB's parser runs, its binder (which resolves columns) does not.
+    """
+    try:
+        duckdb.extract_statements(f"SELECT ({expr})")
+    except duckdb.ParserException as exc:
+        raise ValueError(f"invalid SQL expression {expr!r}: {exc}") from None
+    if ";" in expr:
+        raise ValueError(f"SQL expression {expr!r} must not contain ';'")
+    return expr
+
+
+def connect() -> duckdb.DuckDBPyConnection:
+    """A single-threaded in-memory connection (workers are already processes)."""
+    con = duckdb.connect(":memory:")
+    con.execute("SET threads = 1")
+    return con
+
+
+def evaluate(con: duckdb.DuckDBPyConnection, table: pa.Table, exprs: dict[str, str]) -> pa.Table:
+    """Evaluate named SQL expressions row by row; the result keeps the row order."""
+    select = ", ".join(f"({e}) AS {_quote(name)}" for name, e in exprs.items())
+    con.register("__winnow_batch", table)
+    try:
+        return con.sql(
+            f"SELECT {select} FROM (SELECT *, row_number() OVER () AS __winnow_row "
+            f"FROM __winnow_batch) ORDER BY __winnow_row"
+        ).to_arrow_table()
+    except duckdb.Error as exc:
+        columns = ", ".join(table.column_names)
+        first = str(exc).splitlines()[0]
+        raise WinnowError(
+            f"cannot evaluate {list(exprs.values())}: {first} (columns: {columns})"
+        ) from None
+    finally:
+        con.unregister("__winnow_batch")
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'

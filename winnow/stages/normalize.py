@@ -1,0 +1,69 @@
+"""``normalize``: Unicode and whitespace clean-up, columnar over the text column."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from winnow.stages.base import MapStage, Output, Params
+from winnow.table import TEXT, set_column
+
+# C0/C1 controls except tab and newline, plus zero-width and BOM characters.
+_CONTROL = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\x{200b}\x{200c}\x{200d}\x{2060}\x{feff}]"
+# Unicode space separators other than the plain space.
+_EXOTIC_SPACE = r"[\x{00a0}\x{1680}\x{2000}-\x{200a}\x{202f}\x{205f}\x{3000}]"
+
+
+class NormalizeParams(Params):
+    form: Literal["NFC", "NFKC", "none"] = "NFC"
+    fix_text: bool = False
+    """Repair mojibake with ftfy (slow: about 1 ms per KB); off by default."""
+    strip_control: bool = True
+    spaces: bool = True
+    """Map exotic spaces (NBSP, thin space, ideographic space) to ' ', drop trailing
+    spaces per line, and turn CRLF/CR into LF."""
+    collapse_spaces: bool = False
+    """Also collapse runs of spaces inside lines (off: it would flatten code indentation)."""
+    max_blank_lines: int | None = 1
+    strip: bool = True
+
+
+class Normalize(MapStage):
+    """Unicode normal form, control-character and whitespace clean-up. Never drops rows;
+    a doc that becomes empty is left for a ``filter`` stage to reject with a reason."""
+
+    name = "normalize"
+    Params = NormalizeParams
+
+    def setup(self) -> None:
+        self._fix = None
+        if self.params.fix_text:
+            import ftfy
+
+            self._fix = ftfy.fix_text
+
+    def process(self, table):
+        p = self.params
+        text = table.column(TEXT)
+        if self._fix is not None:
+            fixed = [None if t is None else self._fix(t) for t in text.to_pylist()]
+            text = pa.array(fixed, pa.string())
+        if p.form != "none":
+            text = pc.utf8_normalize(text, p.form)
+        if p.strip_control:
+            text = pc.replace_substring_regex(text, _CONTROL, "")
+        if p.spaces:
+            text = pc.replace_substring_regex(text, r"\r\n?", "\n")
+            text = pc.replace_substring_regex(text, _EXOTIC_SPACE, " ")
+            text = pc.replace_substring_regex(text, r"(?m)[ \t]+$", "")
+        if p.collapse_spaces:
+            text = pc.replace_substring_regex(text, r"[ \t]{2,}", " ")
+        if p.max_blank_lines is not None:
+            limit = p.max_blank_lines + 1
+            text = pc.replace_substring_regex(text, rf"\n{{{limit + 1},}}", "\n" * limit)
+        if p.strip:
+            text = pc.utf8_trim_whitespace(text)
+        changed = pc.sum(pc.not_equal(text, table.column(TEXT))).as_py() or 0
+        return Output(set_column(table, TEXT, text), stats={"changed_docs": changed})
