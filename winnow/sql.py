@@ -17,7 +17,8 @@ def check_expression(expr: str) -> str:
     try:
         duckdb.extract_statements(f"SELECT ({expr})")
     except duckdb.ParserException as exc:
-        raise ValueError(f"invalid SQL expression {expr!r}: {exc}") from None
+        first = str(exc).splitlines()[0]
+        raise ValueError(f"invalid SQL expression {expr!r}: {first}") from None
     if ";" in expr:
         raise ValueError(f"SQL expression {expr!r} must not contain ';'")
     return expr

@@ -100,11 +100,12 @@ class DatatroveAdapter(MapStage):
         keep, reasons = self._decide(docs)
         kept_idx = [i for i, k in enumerate(keep) if k]
         drop_idx = [i for i, k in enumerate(keep) if not k]
-        kept = table.take(kept_idx)
+        kept = table.take(pa.array(kept_idx, pa.int64()))
         if self._is_formatter or not self._is_filter:
             kept = set_column(kept, TEXT, pa.array([docs[i].text for i in kept_idx], pa.string()))
         kept = _add_metadata(kept, [docs[i] for i in kept_idx], set(meta_cols))
-        dropped = mark_rejected(table.take(drop_idx), pa.array([reasons[i] for i in drop_idx]))
+        dropped = table.take(pa.array(drop_idx, pa.int64()))
+        dropped = mark_rejected(dropped, pa.array([reasons[i] for i in drop_idx], pa.string()))
         return Output(kept, dropped)
 
     def _decide(self, docs) -> tuple[list[bool], list[str | None]]:
