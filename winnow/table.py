@@ -42,22 +42,3 @@ def set_column(table: pa.Table, name: str, values: pa.Array) -> pa.Table:
         return table.set_column(table.column_names.index(name), name, values)
     return table.append_column(name, values)
 
-
-def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
-    """Reorder and cast ``table`` to ``schema``, filling absent columns with nulls."""
-    if table.schema.equals(schema):
-        return table
-    columns = []
-    for f in schema:
-        if f.name in table.column_names:
-            columns.append(table.column(f.name).cast(f.type))
-        else:
-            columns.append(pa.nulls(table.num_rows, f.type))
-    return pa.Table.from_arrays(columns, schema=schema)
-
-
-def unified_schema(schemas: list[pa.Schema]) -> pa.Schema:
-    """One schema all parts can be cast to (null columns promote to typed ones)."""
-    if not schemas:
-        return pa.schema([(ID, pa.string()), (TEXT, pa.string())])
-    return pa.unify_schemas(schemas, promote_options="permissive")

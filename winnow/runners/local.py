@@ -21,7 +21,7 @@ import pyarrow as pa
 
 from winnow.config import InputSpec, PipelineSpec
 from winnow.errors import LedgerError, WinnowError
-from winnow.io.readers import Chunk, plan_chunks, read_chunk
+from winnow.io.readers import Chunk, conform, plan_chunks, read_chunk, unify_schemas
 from winnow.io.writers import ShardWriter, read_table, write_table
 from winnow.ledger import Ledger, StageCount, count_reasons
 from winnow.plan import Pass, Plan
@@ -37,7 +37,7 @@ from winnow.runners.common import (
     write_json_atomic,
 )
 from winnow.stages.base import Materialized, Output
-from winnow.table import REASON, STAGE, conform, unified_schema
+from winnow.table import ID, REASON, STAGE, TEXT
 
 
 @dataclass(frozen=True)
@@ -270,7 +270,9 @@ class LocalRunner:
         for sink in sinks:
             target = self.run_dir / "data" / (sink.id if len(sinks) > 1 else "")
             files = _pass_files(self.run_dir, sink.id)
-            schema = unified_schema([pa.ipc.open_file(str(f)).schema for f in files])
+            schema = unify_schemas([pa.ipc.open_file(str(f)).schema for f in files])
+            if not schema.names:
+                schema = pa.schema([(ID, pa.string()), (TEXT, pa.string())])
             reset_dir(target)
             out = self.spec.output
             writer = ShardWriter(target, out.format, out.shard_rows, out.shard_bytes)

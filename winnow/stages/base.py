@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 from pydantic import BaseModel, ConfigDict
 
-from winnow.table import conform, unified_schema
+from winnow.io.readers import conform, unify_schemas
 
 
 class Params(BaseModel):
@@ -86,7 +86,7 @@ class Materialized:
         self.schema = (
             schema
             if schema is not None
-            else unified_schema([pa.ipc.open_file(str(f)).schema for f in self.files])
+            else unify_schemas([pa.ipc.open_file(str(f)).schema for f in self.files])
         )
 
     def dataset(self) -> ds.Dataset:
