@@ -110,12 +110,44 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=None)
     p.add_argument("--docs", type=int, default=4000, help="clean documents before defects")
     p.set_defaults(func=cmd_demo)
+
+    for name, module, helptext in EXTRA_COMMANDS:
+        p = sub.add_parser(name, help=helptext, add_help=False)
+        p.set_defaults(lazy=(module, name.replace("-", "_")))
     return parser
 
 
+# Commands whose modules import heavy optional dependencies (torch, fasttext,
+# tokenizers): their arguments are added only when the command is used.
+EXTRA_COMMANDS = [
+    ("train-tokenizer", "winnow.tokenizer", "train a byte-level BPE on a run's output"),
+    ("train-classifier", "winnow.classifier", "train a fastText quality classifier"),
+    ("train", "winnow.trainer.train", "train a proxy GPT on length buckets"),
+    ("ablate", "winnow.trainer.ablate", "compare dataset variants with proxy models"),
+]
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    """Parse once; for a lazy command import its module and parse its own arguments."""
+    import importlib
+
+    parser = build_parser()
+    args, _ = parser.parse_known_args(argv)
+    if not hasattr(args, "lazy"):
+        return parser.parse_args(argv)
+    module_name, fname = args.lazy
+    module = importlib.import_module(module_name)
+    sub = argparse.ArgumentParser(prog=f"winnow {args.command}", description=module.__doc__)
+    getattr(module, f"add_{fname}_args")(sub)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    own = sub.parse_args(argv[argv.index(args.command) + 1 :])
+    own.func = getattr(module, f"cli_{fname}")
+    return own
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
     try:
+        args = _parse(argv)
         return args.func(args)
     except WinnowError as exc:
         print(f"winnow: error: {exc}", file=sys.stderr)

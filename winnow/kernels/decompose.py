@@ -16,9 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 
-def greedy_plan(
-    lengths: np.ndarray, lo: int, hi: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def greedy_plan(lengths: np.ndarray, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Greedy pieces of every document: ``(doc, start, log2)``, sorted by doc then start."""
     lengths = np.asarray(lengths, np.int64)
     n_top = lengths >> hi

@@ -123,6 +123,13 @@ def run_map_task(task: MapTask) -> dict:
     return record
 
 
+def _init_worker() -> None:
+    """The pool already uses every core: keep libraries in a worker to one thread."""
+    for var in ("RAYON_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = "1"
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
+
+
 def _pass_files(run_dir: Path, pass_id: str) -> list[Path]:
     return sorted((run_dir / "stages" / pass_id).glob("part-*.arrow"))
 
@@ -204,7 +211,7 @@ class LocalRunner:
                 yield run_map_task(t)
             return
         ctx = multiprocessing.get_context("forkserver")
-        with ProcessPoolExecutor(self.workers, mp_context=ctx) as pool:
+        with ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_init_worker) as pool:
             yield from pool.map(run_map_task, tasks)
 
     def _run_global_pass(self, p: Pass, progress) -> dict[str, StageCount]:

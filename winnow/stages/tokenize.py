@@ -29,9 +29,6 @@ META_SHA256 = b"winnow.tokenizer_sha256"
 META_VOCAB = b"winnow.vocab_size"
 META_EOS = b"winnow.eos_id"
 
-BPE_CACHE_WORDS = 1_000_000
-"""Word -> ids cache of BPE models (tokenizers' default keeps 10k words); same output."""
-
 
 class TokenizeParams(Params):
     tokenizer: str = Field(description="tokenizer.json path (or its folder) or a hub id")
@@ -57,8 +54,6 @@ class Tokenize(MapStage):
         from winnow.tokenizer import load_tokenizer, resolve_eos, tokenizer_sha256
 
         tokenizer = load_tokenizer(self.params.tokenizer)
-        if hasattr(tokenizer.model, "_resize_cache"):
-            tokenizer.model._resize_cache(BPE_CACHE_WORDS)
         self.eos_id = resolve_eos(tokenizer, self.params.eos)
         self.vocab_size = tokenizer.get_vocab_size(with_added_tokens=True)
         self.field = pa.field(

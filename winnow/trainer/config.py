@@ -6,6 +6,7 @@ data is read, with the YAML path of the offending key in the message.
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any, Literal
 
@@ -92,7 +93,7 @@ class TrainLoopConfig(Strict):
     log_every: int = Field(default=1, gt=0)
     eval_every: int = Field(default=0, ge=0)  # periodic held-out loss; 0 = only at the end
     eval_batches: int = Field(default=4, gt=0)  # windows batches per periodic eval
-    ckpt_every: int = Field(default=0, ge=0)  # 0 = only at the end
+    ckpt_every: int = Field(default=500, ge=0)  # 0 = only at the end
     resume: bool = True
     peak_flops: float | None = Field(default=None, gt=0)  # for MFU; default from device name
 
@@ -190,7 +191,7 @@ def parse_train_config(data: Any, source: str = "<train config>") -> TrainConfig
 
 def parse_ablation_config(data: Any, source: str = "<ablation config>") -> AblationConfig:
     cfg = _validate(AblationConfig, data, source)
-    probe = apply_overrides(dict(cfg.base), {"out": "-", "data.path": "-"})
+    probe = apply_overrides(copy.deepcopy(cfg.base), {"out": "-", "data.path": "-"})
     _validate(TrainConfig, probe, f"{source}: base")
     for name in cfg.eval_on or []:
         if name not in cfg.variants:
@@ -207,8 +208,9 @@ def load_train_config(path: str | Path, overrides: list[str] | dict | None = Non
     return parse_train_config(data, str(path))
 
 
-def load_ablation_config(path: str | Path,
-                         overrides: list[str] | dict | None = None) -> AblationConfig:
+def load_ablation_config(
+    path: str | Path, overrides: list[str] | dict | None = None
+) -> AblationConfig:
     data = read_yaml(path)
     if isinstance(data, dict):
         data = apply_overrides(data, overrides)

@@ -53,8 +53,9 @@ def doc_keys(doc_ids: pa.Array) -> np.ndarray:
     encoded = pc.dictionary_encode(doc_ids)
     if isinstance(encoded, pa.ChunkedArray):
         encoded = encoded.combine_chunks()
-    uniq = np.array([xxhash.xxh64_intdigest(s) for s in encoded.dictionary.to_pylist()])
-    return uniq.astype(np.uint64)[encoded.indices.to_numpy(zero_copy_only=False)]
+    names = encoded.dictionary.to_pylist()
+    uniq = np.fromiter((xxhash.xxh64_intdigest(s) for s in names), np.uint64, len(names))
+    return uniq[encoded.indices.to_numpy(zero_copy_only=False)]
 
 
 def held_out(keys: np.ndarray, fraction: float) -> np.ndarray:
@@ -162,13 +163,19 @@ class TableRows:
 
 
 class ConcatStream:
-    """Concat-and-chunk over the same training pieces: documents in a seeded random
-    order, each document's pieces by offset, an EOS after each document (unless its
-    last piece already ends with one), cut into rows of ``length`` tokens (the
-    incomplete tail is dropped)."""
+    """Concat-and-chunk over the same training pieces: documents (each copy of a
+    repeated one) in a seeded random order, each document's pieces by offset, an EOS
+    after each document (unless its last piece already ends with one), cut into rows
+    of ``length`` tokens (the incomplete tail is dropped)."""
 
-    def __init__(self, tables: dict[int, ShardTable], train: dict[int, np.ndarray], length: int,
-                 eos_id: int | None, seed: int):
+    def __init__(
+        self,
+        tables: dict[int, ShardTable],
+        train: dict[int, np.ndarray],
+        length: int,
+        eos_id: int | None,
+        seed: int,
+    ):
         self.length = length
         lens = sorted(tables)
         self._tables = [tables[n] for n in lens]
@@ -177,8 +184,17 @@ class ConcatStream:
         keys = np.concatenate([tables[n].doc_key[train[n]] for n in lens])
         offsets = np.concatenate([tables[n].offset[train[n]] for n in lens])
         lengths = np.concatenate([np.full(len(train[n]), n, np.int64) for n in lens])
-        uniq, inverse = np.unique(keys, return_inverse=True)
-        rank = np.random.default_rng(seed).permutation(len(uniq))[inverse]
+        # a document repeated by source mixing has its pieces several times: copy c is
+        # the c-th occurrence of each (doc, offset), and every copy is its own document
+        by_piece = np.lexsort((offsets, keys))
+        k, o = keys[by_piece], offsets[by_piece]
+        run = np.r_[True, (k[1:] != k[:-1]) | (o[1:] != o[:-1])] if len(k) else k.astype(bool)
+        idx = np.arange(len(k))
+        copy = np.empty(len(k), np.int64)
+        copy[by_piece] = idx - np.maximum.accumulate(np.where(run, idx, 0))
+        units = np.stack([keys, copy.astype(np.uint64)], axis=1)
+        uniq, inverse = np.unique(units, axis=0, return_inverse=True)
+        rank = np.random.default_rng(seed).permutation(len(uniq))[inverse.ravel()]
         order = np.lexsort((offsets, rank))
         tid, rows, rank, lengths = tid[order], rows[order], rank[order], lengths[order]
         last = np.r_[rank[1:] != rank[:-1], True] if len(rank) else np.zeros(0, bool)
@@ -199,7 +215,7 @@ class ConcatStream:
         self.starts = np.r_[0, np.cumsum(self.seg_len)]
         self.num_rows = int(self.starts[-1] // length)
         self.num_tokens = self.num_rows * length
-        self.dtype = self._tables[0].chunks[0].dtype if self._tables else np.uint16
+        self.dtype = next((t.chunks[0].dtype for t in self._tables if t.chunks), np.uint16)
 
     def get(self, idx: np.ndarray) -> np.ndarray:
         out = np.empty((len(idx), self.length), dtype=self.dtype)
@@ -237,9 +253,14 @@ class Document:
 class BucketDataset:
     """A bucket directory, split into training rows and held-out documents."""
 
-    def __init__(self, root: str | Path, val_fraction: float = 0.01,
-                 min_val_docs_per_source: int = 1, min_len: int | None = None,
-                 max_len: int | None = None):
+    def __init__(
+        self,
+        root: str | Path,
+        val_fraction: float = 0.01,
+        min_val_docs_per_source: int = 1,
+        min_len: int | None = None,
+        max_len: int | None = None,
+    ):
         self.root = Path(root)
         manifest_path = self.root / "manifest.json"
         if not manifest_path.is_file():
@@ -312,8 +333,9 @@ class BucketDataset:
         parts = []
         for n, t in self.tables.items():
             rows = np.flatnonzero(np.isin(t.doc_key, self.val_keys))
-            parts += [(int(t.doc_key[r]), int(t.offset[r]), n, int(r), int(t.source[r]))
-                      for r in rows]
+            parts += [
+                (int(t.doc_key[r]), int(t.offset[r]), n, int(r), int(t.source[r])) for r in rows
+            ]
         parts.sort()
         docs: list[Document] = []
         per_source: dict[int, int] = {}
@@ -340,16 +362,21 @@ class BucketDataset:
         return docs
 
     def fingerprint(self) -> str:
-        """xxh3-128 over manifest.json and every shard file's bytes, in path order."""
-        h = xxhash.xxh3_128()
-        files = [self.root / "manifest.json"]
-        files += sorted(p for p in self.root.rglob("shard_*.arrow"))
-        for path in files:
-            h.update(str(path.relative_to(self.root)).encode())
-            with open(path, "rb") as f:
-                while chunk := f.read(1 << 24):
-                    h.update(chunk)
-        return h.hexdigest()
+        return fingerprint(self.root)
+
+
+def fingerprint(root: str | Path) -> str:
+    """xxh3-128 over a bucket directory's manifest.json and every shard's bytes, in
+    path order (a few GB/s, so cheap next to training)."""
+    root = Path(root)
+    h = xxhash.xxh3_128()
+    files = [root / "manifest.json"] + sorted(root.rglob("shard_*.arrow"))
+    for path in files:
+        h.update(str(path.relative_to(root)).encode())
+        with open(path, "rb") as f:
+            while chunk := f.read(1 << 24):
+                h.update(chunk)
+    return h.hexdigest()
 
 
 # --------------------------------------------------------------------------- curricula
@@ -412,11 +439,18 @@ def _largest_remainder(total: int, weights: np.ndarray) -> np.ndarray:
 class Schedule:
     """Which bucket each step draws: a pure function of (seed, step)."""
 
-    def __init__(self, curriculum: Curriculum, lengths: Sequence[int], tokens: Sequence[int],
-                 total_steps: int, cycles: int = 8, seed: int = 0):
+    def __init__(
+        self,
+        curriculum: Curriculum,
+        lengths: Sequence[int],
+        tokens: Sequence[int],
+        total_steps: int,
+        cycles: int = 8,
+        seed: int = 0,
+    ):
         self.curriculum = curriculum
         self.lengths = np.asarray(sorted(lengths), np.int64)
-        by_len = dict(zip(lengths, tokens))
+        by_len = dict(zip(lengths, tokens, strict=True))
         weights = np.array([by_len[n] for n in self.lengths], np.float64)
         if curriculum.mix == "uniform":
             weights = np.ones_like(weights)
@@ -474,8 +508,15 @@ class Loader:
     keeps rows ``r::w``. State (``state_dict``) is the step and the rows consumed
     per bucket, so a resumed run continues the exact same stream."""
 
-    def __init__(self, sources: dict, schedule: Schedule, tokens_per_step: int, seed: int,
-                 rank: int = 0, world: int = 1):
+    def __init__(
+        self,
+        sources: dict,
+        schedule: Schedule,
+        tokens_per_step: int,
+        seed: int,
+        rank: int = 0,
+        world: int = 1,
+    ):
         self.sources, self.schedule = sources, schedule
         self.tokens_per_step, self.seed, self.rank, self.world = tokens_per_step, seed, rank, world
         for n in sources:

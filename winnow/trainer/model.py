@@ -30,7 +30,7 @@ class GPTConfig:
     mlp_hidden: int | None = None  # default: 8/3 * n_embd (SwiGLU) or 4 * n_embd (ReLU²)
     rope_base: float = 10_000.0
     qk_norm: bool = True
-    tie_embeddings: bool = False
+    tie_embeddings: bool = True
     max_seq_len: int = 1024  # rotary tables are precomputed up to here and grown on demand
     norm_eps: float = 1e-6
 
@@ -48,17 +48,18 @@ class GPTConfig:
             return self.mlp_hidden
         if self.mlp == "relu2":
             return 4 * self.n_embd
-        return 64 * math.ceil(8 * self.n_embd / 3 / 64)  # 8/3 d keeps SwiGLU at 4d² x 2 params
+        return 64 * math.ceil(8 * self.n_embd / 3 / 64)  # 3 matrices x 8/3 d = a 4d MLP's 8d²
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-# Sizes count parameters with a 50k vocabulary, untied, like GPT-2's naming.
+# Names follow GPT-2's convention: total parameters with a 50k vocabulary and tied
+# embeddings (p124m is GPT-2 small's shape, p350m GPT-2 medium's; p10m is ~11M).
 PRESETS: dict[str, GPTConfig] = {
     "tiny": GPTConfig(n_layer=2, n_head=4, n_embd=64),
-    "p10m": GPTConfig(n_layer=6, n_head=6, n_embd=384),
-    "p30m": GPTConfig(n_layer=10, n_head=8, n_embd=512),
+    "p10m": GPTConfig(n_layer=4, n_head=3, n_embd=192),
+    "p30m": GPTConfig(n_layer=6, n_head=6, n_embd=384),
     "p124m": GPTConfig(n_layer=12, n_head=12, n_embd=768),
     "p350m": GPTConfig(n_layer=24, n_head=16, n_embd=1024),
 }
@@ -169,18 +170,18 @@ class GPT(nn.Module):
         if isinstance(module, nn.Linear | nn.Embedding):
             nn.init.normal_(module.weight, mean=0.0, std=0.02)
 
-    def num_params(self, non_embedding: bool = True) -> int:
-        """Parameter count; ``non_embedding`` leaves out the input embedding table."""
+    def num_params(self, non_embedding: bool = False) -> int:
+        """Parameter count (a tied table counted once); ``non_embedding`` leaves the
+        token embedding table out."""
         n = sum(p.numel() for p in self.parameters())
-        if non_embedding and not self.cfg.tie_embeddings:
-            n -= self.wte.weight.numel()
-        return n
+        return n - self.wte.weight.numel() if non_embedding else n
 
     def flops_per_token(self, seq_len: int) -> float:
-        """Training FLOPs per token (PaLM appendix B): 6N for the matmuls, including the
-        output head, plus 12·layers·width·seq_len for attention scores and values."""
+        """Training FLOPs per token (PaLM appendix B): 6 per weight of every matmul,
+        the output head included, plus 12·layers·width·seq_len for attention."""
         cfg = self.cfg
-        matmul_params = self.num_params(non_embedding=True)
+        head = self.lm_head.weight.numel() if cfg.tie_embeddings else 0
+        matmul_params = self.num_params(non_embedding=True) + head
         return 6 * matmul_params + 12 * cfg.n_layer * cfg.n_embd * seq_len
 
     def forward(self, idx, targets=None):
