@@ -28,8 +28,13 @@ ZSTD_LEVEL = 3
 EXTENSIONS = {"arrow": ".arrow", "parquet": ".parquet"}
 
 
-def write_table(path: Path, table: pa.Table, fmt: str = "arrow") -> int:
-    """Write ``table`` atomically as Arrow IPC (file format) or Parquet; returns its size."""
+def write_table(path: Path, table: pa.Table, fmt: str = "arrow", durable: bool = True) -> int:
+    """Write ``table`` atomically as Arrow IPC (file format) or Parquet; returns its size.
+
+    ``durable=False`` skips the fsyncs: the rename still makes the file appear whole
+    or not at all to other processes (enough for ``kill -9``), but not after a power
+    loss. The runner uses it for intermediate parts, which the ledger re-checks.
+    """
     if fmt not in EXTENSIONS:
         raise ValueError(f"unknown output format {fmt!r}; expected one of {sorted(EXTENSIONS)}")
     path = Path(path)
@@ -40,12 +45,14 @@ def write_table(path: Path, table: pa.Table, fmt: str = "arrow") -> int:
         with os.fdopen(fd, "wb") as f:
             _write(f, table, fmt)
             f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    _fsync_dir(path.parent)
+    if durable:
+        _fsync_dir(path.parent)
     return path.stat().st_size
 
 

@@ -73,7 +73,7 @@ def _write_rejected(run_dir: Path, stage_id: str, index: int, rejected: pa.Table
     folder = run_dir / "rejected" / stage_id
     folder.mkdir(parents=True, exist_ok=True)
     rejected = rejected.append_column(STAGE, pa.array([stage_id] * rejected.num_rows, pa.string()))
-    write_table(folder / f"part-{index:05d}.arrow", rejected)
+    write_table(folder / f"part-{index:05d}.arrow", rejected, durable=False)
 
 
 def _count(stage_id: str, rows_in: int, out: Output, where: str, check: bool = True) -> StageCount:
@@ -116,7 +116,7 @@ def run_map_task(task: MapTask) -> dict:
         if out.rejected is not None and out.rejected.num_rows:
             _write_rejected(task.run_dir, stage.stage_id, task.index, out.rejected)
         table = out.kept
-    write_table(task.pass_dir / f"part-{task.index:05d}.arrow", table)
+    write_table(task.pass_dir / f"part-{task.index:05d}.arrow", table, durable=False)
     record = {"hash": task.pass_hash, "rows": table.num_rows}
     record["counts"] = {sid: c.to_json() for sid, c in counts.items()}
     write_json_atomic(marker, record)
@@ -231,7 +231,7 @@ class LocalRunner:
             outputs = stage.run(data, workdir)
             for i, out in enumerate(outputs):
                 count.add(_count(p.id, 0, out, f" (output {i})", check=False))
-                write_table(pass_dir / f"part-{i:05d}.arrow", out.kept)
+                write_table(pass_dir / f"part-{i:05d}.arrow", out.kept, durable=False)
                 if out.rejected is not None and out.rejected.num_rows:
                     _write_rejected(self.run_dir, p.id, i, out.rejected)
                 progress.advance(bar)
@@ -281,11 +281,13 @@ class LocalRunner:
             if not schema.names:
                 schema = pa.schema([(ID, pa.string()), (TEXT, pa.string())])
             reset_dir(target)
-            out = self.spec.output
-            writer = ShardWriter(target, out.format, out.shard_rows, out.shard_bytes)
-            for f in files:
-                writer.write(conform(read_table(f), schema))
-            shards = writer.close()
+            shards = self._link_parts(files, schema, target)
+            if shards is None:
+                out = self.spec.output
+                writer = ShardWriter(target, out.format, out.shard_rows, out.shard_bytes)
+                for f in files:
+                    writer.write(conform(read_table(f), schema))
+                shards = writer.close()
             outputs[sink.id] = {
                 "dir": str(target.relative_to(self.run_dir)),
                 "rows": sum(s["rows"] for s in shards),
@@ -294,6 +296,31 @@ class LocalRunner:
                 "schema": schema.to_string(show_schema_metadata=False).splitlines(),
             }
         return outputs
+
+    def _link_parts(self, files: list[Path], schema: pa.Schema, target: Path) -> list | None:
+        """Publish the sink's parts as shards without copying them (hard links), when
+        the output is Arrow and every part already fits the shard limits and schema.
+        Returns None when the stream must be re-cut by ``ShardWriter`` instead."""
+        out = self.spec.output
+        if out.format != "arrow":
+            return None
+        parts = []
+        for f in files:
+            with pa.memory_map(str(f)) as src:
+                reader = pa.ipc.open_file(src)
+                rows = sum(reader.get_batch(i).num_rows for i in range(reader.num_record_batches))
+                same = reader.schema.equals(schema)
+            size = f.stat().st_size
+            if not same or rows > out.shard_rows or size > out.shard_bytes:
+                return None
+            parts.append((f, rows, size))
+        nonempty = [p for p in parts if p[1]] or parts[:1]
+        shards = []
+        for i, (f, rows, size) in enumerate(nonempty):
+            name = f"shard-{i:05d}.arrow"
+            os.link(f, target / name)
+            shards.append({"file": name, "rows": rows, "bytes": size})
+        return shards
 
     def _check_files(self, counts: dict[str, StageCount]) -> None:
         """Rows on disk must match the counts: nothing silently lost between stages."""

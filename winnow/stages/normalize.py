@@ -46,12 +46,22 @@ class Normalize(MapStage):
 
     def process(self, table):
         p = self.params
-        text = table.column(TEXT)
+        original = table.column(TEXT).combine_chunks()  # replace_with_mask wants arrays
+        text = original
         if self._fix is not None:
             fixed = [None if t is None else self._fix(t) for t in text.to_pylist()]
             text = pa.array(fixed, pa.string())
         if p.form != "none":
             text = pc.utf8_normalize(text, p.form)
+        # One cheap scan finds the rows needing regex clean-up; only those are rewritten.
+        dirty = pc.fill_null(pc.match_substring_regex(text, self._dirty), False)
+        if pc.any(dirty).as_py():
+            text = pc.replace_with_mask(text, dirty, self._clean(text.filter(dirty)))
+        changed = pc.sum(pc.not_equal(text, original)).as_py() or 0
+        return Output(set_column(table, TEXT, text), stats={"changed_docs": changed})
+
+    def _clean(self, text):
+        p = self.params
         if p.strip_control:
             text = pc.replace_substring_regex(text, _CONTROL, "")
         if p.spaces:
@@ -65,5 +75,21 @@ class Normalize(MapStage):
             text = pc.replace_substring_regex(text, rf"\n{{{limit + 1},}}", "\n" * limit)
         if p.strip:
             text = pc.utf8_trim_whitespace(text)
-        changed = pc.sum(pc.not_equal(text, table.column(TEXT))).as_py() or 0
-        return Output(set_column(table, TEXT, text), stats={"changed_docs": changed})
+        return text
+
+    @property
+    def _dirty(self) -> str:
+        """A regex matching any text that ``_clean`` would change."""
+        p = self.params
+        parts = []
+        if p.strip_control:
+            parts.append(_CONTROL)
+        if p.spaces:
+            parts += [r"\r", _EXOTIC_SPACE, r"[ \t]\n", r"[ \t]$"]
+        if p.collapse_spaces:
+            parts.append(r"[ \t]{2}")
+        if p.max_blank_lines is not None:
+            parts.append(rf"\n{{{p.max_blank_lines + 2}}}")
+        if p.strip:
+            parts += [r"^\s", r"\s$"]
+        return "|".join(parts) or "$^"
