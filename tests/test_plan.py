@@ -70,3 +70,12 @@ def test_dangling_after_names_the_yaml_path():
 def test_no_stages_reads_and_writes():
     passes, _ = plan_of([])
     assert passes == [("map", [], ["<input>"])]
+
+
+def test_global_first_stage_gets_a_read_pass():
+    passes, _ = plan_of([st("top", "select", by="1", n=3), st("b")])
+    assert passes == [
+        ("map", [], ["<input>"]),
+        ("global", ["top"], ["read"]),
+        ("map", ["b"], ["top"]),
+    ]

@@ -217,3 +217,11 @@ def test_cli_run_inspect_stages(tmp_path):
     assert res.returncode == 0 and "sample rejected rows" in res.stdout
     res = run_cli("stages", "select")
     assert "token_fraction" in res.stdout
+
+
+def test_global_stage_first(tmp_path):
+    good = write_corpus(tmp_path / "in", bad_lines=False)
+    stages = [{"id": "top", "use": "select", "params": {"by": "length(text)", "n": 10}}]
+    ledger = run_pipeline(parse_pipeline(pipeline(tmp_path, stages=stages)), progress=False)
+    kept = read_ids(tmp_path / "run" / "data")
+    assert ledger.stages["read"].kept == len(good) and len(kept) == 10

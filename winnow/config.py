@@ -77,6 +77,8 @@ class PipelineSpec(Strict):
     def _unique_ids(self) -> PipelineSpec:
         seen: set[str] = set()
         for i, stage in enumerate(self.stages):
+            if stage.id == "read":
+                raise ValueError(f"stages[{i}].id: 'read' is reserved for the input reader")
             if stage.id in seen:
                 raise ValueError(f"stages[{i}].id: duplicate stage id {stage.id!r}")
             seen.add(stage.id)
@@ -144,10 +146,26 @@ def load_pipeline(path: str | Path, overrides: dict[str, Any] | None = None) -> 
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
         raise ConfigError(f"{where}: invalid YAML ({getattr(exc, 'problem', exc)})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping")
+    return parse_pipeline(set_dotted(data, overrides), str(path))
+
+
+def set_dotted(data: dict, overrides: dict[str, Any] | None) -> dict:
+    """Apply ``{"a.b.c": value}`` overrides in place. In a list of mappings with ids
+    (``stages``) a path segment may name an item by id: ``stages.tok.params.tokenizer``."""
     for dotted, value in (overrides or {}).items():
         node = data
         *parents, last = dotted.split(".")
         for key in parents:
+            if isinstance(node, list):
+                match = [item for item in node if isinstance(item, dict) and item.get("id") == key]
+                if not match:
+                    raise ConfigError(f"override {dotted}: no item with id {key!r}")
+                node = match[0]
+                continue
             node = node.setdefault(key, {})
+            if not isinstance(node, dict | list):
+                raise ConfigError(f"override {dotted}: {key} is not a mapping")
         node[last] = value
-    return parse_pipeline(data, str(path))
+    return data

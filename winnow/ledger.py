@@ -83,6 +83,7 @@ class Ledger:
     parents: dict[str, list[str]]
     input_rows: int = 0
     output_rows: int = 0
+    outputs: dict[str, int] = field(default_factory=dict)  # sink stage -> rows written
 
     def reconcile(self) -> None:
         for sid, count in self.stages.items():
@@ -104,6 +105,7 @@ class Ledger:
         return {
             "input_rows": self.input_rows,
             "output_rows": self.output_rows,
+            "outputs": self.outputs,
             "rejected_rows": sum(c.rejected_total for c in self.stages.values()),
             "created_rows": sum(c.created for c in self.stages.values()),
             "stages": {sid: c.to_json() for sid, c in self.stages.items()},
@@ -113,7 +115,7 @@ class Ledger:
     @classmethod
     def from_json(cls, d: dict) -> Ledger:
         stages = {sid: StageCount.from_json(c) for sid, c in d["stages"].items()}
-        return cls(stages, d["parents"], d["input_rows"], d["output_rows"])
+        return cls(stages, d["parents"], d["input_rows"], d["output_rows"], d.get("outputs", {}))
 
     def render(self):
         """A rich table: one row per stage and reason."""
@@ -127,8 +129,11 @@ class Ledger:
             for i, (reason, n) in enumerate(reasons):
                 head = (sid, str(c.rows_in), str(c.kept), str(c.created)) if i == 0 else ("",) * 4
                 table.add_row(*head, str(n) if reason else "0", reason)
+        sinks = ""
+        if len(self.outputs) > 1:
+            sinks = " (" + ", ".join(f"{k}: {v}" for k, v in self.outputs.items()) + ")"
         table.caption = (
-            f"input rows {self.input_rows} -> output rows {self.output_rows}; "
+            f"input rows {self.input_rows} -> output rows {self.output_rows}{sinks}; "
             f"rejected {sum(c.rejected_total for c in self.stages.values())}; "
             f"created {sum(c.created for c in self.stages.values())}"
         )

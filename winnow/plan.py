@@ -10,8 +10,9 @@ topological order (ties keep YAML order):
   one pass over the data with no intermediate files;
 - a **global pass** is one global stage; its input is materialised.
 
-A pass whose parent is the pipeline input also reads the input. Passes with no
-children are sinks: their output becomes the run's data.
+A pass whose parent is the pipeline input also reads the input; when the first
+stage is global, a read-only pass (id ``read``) materialises the input for it.
+Passes with no children are sinks: their output becomes the run's data.
 """
 
 from __future__ import annotations
@@ -120,6 +121,11 @@ def build_plan(spec: PipelineSpec, kinds: dict[str, str]) -> Plan:
         new = Pass(kinds[sid], [sid], list(ps))  # stage ids for now, pass ids below
         passes.append(new)
         pass_of[sid] = new
+    if passes and passes[0].kind == "global" and passes[0].parents == [INPUT]:
+        reader = Pass("map", [], [INPUT])  # materialises the input for the global stage
+        passes[0].parents = [reader.id]
+        passes.insert(0, reader)
+        pass_of[reader.id] = reader
     for p in passes:
         p.parents = [s if s == INPUT else pass_of[s].id for s in p.parents]
         for parent in p.parents:

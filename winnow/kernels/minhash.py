@@ -4,11 +4,13 @@ Everything here is a pure function of its inputs (no files, no global state), so
 local DuckDB backend and a Spark ``mapInArrow`` share it. The hot path has no Python
 loop per shingle:
 
-1. **Words.** Split raw text on ASCII whitespace and dictionary-encode the tokens.
-   Normalisation (lowercase, digits -> ``0``, punctuation and symbols -> space,
-   strip diacritics) is applied to the *unique* tokens only; every step is local to
-   a token, so this equals normalising the full text and splitting it. Each unique
-   word is hashed once (xxh3-64).
+1. **Words.** Cut raw text at ASCII whitespace (numpy, zero-copy) and
+   dictionary-encode the tokens. Normalisation (lowercase, digits -> ``0``,
+   punctuation and symbols -> space, strip diacritics) is applied to the *unique*
+   tokens only; every step is local to a token, so this equals normalising the full
+   text and splitting it. Pure-ASCII
+   tokens use byte tables; the rest use Arrow's Unicode kernels. Each unique word is
+   hashed once, by a vectorised byte hash (``hash_bytes``).
 2. **Shingles.** Word n-grams are combined with a rolling polynomial over the word
    hashes (``h = h * M + w`` mod 2^64, then the murmur3 finaliser), ``n`` vector ops
    per batch. A document with fewer than ``n`` words gives one shingle of all its
@@ -41,23 +43,24 @@ import hashlib
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Literal, NamedTuple
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import xxhash
 
 Unit = Literal["word", "char"]
 Scheme = Literal["affine32", "affine64", "mersenne"]
-HashName = Literal["xxh3", "sha1"]
+HashName = Literal["fast", "sha1"]
 
 MASK32 = (1 << 32) - 1
 MASK64 = (1 << 64) - 1
 MERSENNE61 = (1 << 61) - 1
 _POLY = 0x9E3779B97F4A7C15  # odd multiplier of the rolling n-gram combine
 _CHAR_SALT = 0x243F6A8885A308D3  # keeps code point 0 from hashing to 0
+_WORD_SALT = 0x13198A2E03707344  # seeds the per-position byte weights of the word hash
+_LEN_MULT = 0xA4093822299F31D1  # mixes the length into the word hash
 _BLOCK = 1 << 16  # shingles per signature block: ~256 KiB of uint32, stays in L2
 
 # RE2 patterns (Arrow) and their Python twins.
@@ -81,22 +84,28 @@ class TextNorm:
 # --------------------------------------------------------------------------- mixing
 
 
-def fmix64(x: np.ndarray) -> np.ndarray:
+def _fmix(x: np.ndarray, shifts: tuple[int, int, int], mults: tuple[int, int]) -> np.ndarray:
+    """murmur3's finaliser, in place (big temporaries cost more in page faults than
+    in arithmetic), on a uint32 or uint64 array that the caller owns."""
+    t = np.empty_like(x)
+    for i, shift in enumerate(shifts):
+        np.right_shift(x, x.dtype.type(shift), out=t)
+        x ^= t
+        if i < 2:
+            x *= x.dtype.type(mults[i])
+    return x
+
+
+def fmix64(x: np.ndarray, inplace: bool = False) -> np.ndarray:
     """murmur3's 64-bit finaliser (a bijection), element-wise on uint64."""
-    x = x ^ (x >> np.uint64(33))
-    x = x * np.uint64(0xFF51AFD7ED558CCD)
-    x = x ^ (x >> np.uint64(33))
-    x = x * np.uint64(0xC4CEB9FE1A85EC53)
-    return x ^ (x >> np.uint64(33))
+    x = x if inplace else np.array(x, np.uint64)
+    return _fmix(x, (33, 33, 33), (0xFF51AFD7ED558CCD, 0xC4CEB9FE1A85EC53))
 
 
-def fmix32(x: np.ndarray) -> np.ndarray:
+def fmix32(x: np.ndarray, inplace: bool = False) -> np.ndarray:
     """murmur3's 32-bit finaliser, element-wise on uint32."""
-    x = x ^ (x >> np.uint32(16))
-    x = x * np.uint32(0x85EBCA6B)
-    x = x ^ (x >> np.uint32(13))
-    x = x * np.uint32(0xC2B2AE35)
-    return x ^ (x >> np.uint32(16))
+    x = x if inplace else np.array(x, np.uint32)
+    return _fmix(x, (16, 13, 16), (0x85EBCA6B, 0xC2B2AE35))
 
 
 def _fmix64_py(x: int) -> int:
@@ -169,69 +178,169 @@ def _offsets(lengths: np.ndarray) -> np.ndarray:
     return out
 
 
-def _hash_strings(values: pa.Array) -> np.ndarray:
-    """xxh3-64 of each string (a Python call per *unique* token, not per shingle)."""
-    data = values.cast(pa.binary()).to_pylist()
-    return np.fromiter((xxhash.xxh3_64_intdigest(v) for v in data), np.uint64, len(data))
+def _utf8(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """The bytes and 0-based int64 offsets of a null-free string array (zero-copy)."""
+    width = np.int64 if pa.types.is_large_string(arr.type) else np.int32
+    _, offs_buf, data_buf = arr.buffers()
+    offs = np.frombuffer(offs_buf, width)[arr.offset : arr.offset + len(arr) + 1]
+    offs = offs.astype(np.int64) if len(offs) else np.zeros(1, np.int64)
+    data = np.frombuffer(data_buf, np.uint8) if data_buf is not None else np.zeros(0, np.uint8)
+    return data[offs[0] : offs[-1]], offs - offs[0]
+
+
+_weight_cache = np.zeros(0, np.uint64)
+
+
+def _weights(n: int) -> np.ndarray:
+    """Per-position byte weights of the word hash: ``fmix64(j + SALT)``."""
+    global _weight_cache
+    if len(_weight_cache) < n:
+        size = max(n, 2 * len(_weight_cache), 64)
+        _weight_cache = fmix64(np.arange(size, dtype=np.uint64) + np.uint64(_WORD_SALT))
+    return _weight_cache[:n]
+
+
+def hash_bytes(data: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """64-bit hash of each byte string ``data[offsets[i]:offsets[i+1]]``, vectorised:
+    ``fmix64(sum_j (b_j + 1) * W_j + len * LEN)`` mod 2^64, ``W_j`` pseudo-random."""
+    lengths = np.diff(offsets)
+    if not len(data):
+        return fmix64(lengths.astype(np.uint64) * np.uint64(_LEN_MULT))
+    pos = np.arange(len(data)) - np.repeat(offsets[:-1], lengths)
+    terms = (data.astype(np.uint64) + np.uint64(1)) * _weights(int(lengths.max()))[pos]
+    total = np.zeros(len(data) + 1, np.uint64)
+    np.cumsum(terms, out=total[1:])
+    h = total[offsets[1:]] - total[offsets[:-1]]
+    return fmix64(h + lengths.astype(np.uint64) * np.uint64(_LEN_MULT), inplace=True)
+
+
+def hash_bytes_py(data: bytes) -> int:
+    """Reference twin of ``hash_bytes`` for one byte string."""
+    h = len(data) * _LEN_MULT
+    for j, byte in enumerate(data):
+        h += (byte + 1) * _fmix64_py((j + _WORD_SALT) & MASK64)
+    return _fmix64_py(h & MASK64)
+
+
+# ASCII byte tables: lowercase, and separators (whitespace; punctuation and controls).
+_LOWER = np.arange(256, dtype=np.uint8)
+_LOWER[65:91] += 32
+_ASCII_SPACE = np.zeros(256, bool)
+_ASCII_SPACE[[9, 10, 11, 12, 13, 32, 28, 29, 30, 31]] = True
+_ASCII_PUNCT = np.array([c < 128 and not chr(c).isalnum() for c in range(256)])  # P*, S*, Cc
+
+
+def _unique_words(uniq: pa.Array, norm: TextNorm) -> tuple[np.ndarray, np.ndarray]:
+    """Normalise and split each unique raw token: ``(word hashes, words per token)``.
+
+    Pure-ASCII tokens without digits are done with byte tables in numpy; the others
+    (non-ASCII, digits) go through the Arrow normalisation, which is Unicode-aware.
+    """
+    data, offs = _utf8(uniq)
+    lengths = np.diff(offs)
+    special_byte = data >= 0x80
+    if norm.digits:
+        special_byte |= (data >= 48) & (data <= 57)
+    special = np.diff(_offsets(special_byte)[offs]) > 0
+
+    # ASCII tokens: lowercase, then cut at separator bytes.
+    sep = _ASCII_SPACE | _ASCII_PUNCT if norm.punctuation else _ASCII_SPACE
+    word = ~sep[data] & np.repeat(~special, lengths)
+    first = np.zeros(len(data), bool)
+    first[offs[:-1][lengths > 0]] = True
+    start = word & (first | ~np.concatenate([[False], word[:-1]]))
+    kept = (_LOWER[data] if norm.lowercase else data)[word]
+    piece_start = np.flatnonzero(start[word])
+    ascii_owner = np.searchsorted(offs, np.flatnonzero(start), side="right") - 1
+    ascii_hash = hash_bytes(kept, np.append(piece_start, len(kept)))
+
+    # Other tokens: the full Arrow normalisation, then split on any whitespace.
+    special_idx = np.flatnonzero(special)
+    parts = pc.split_pattern_regex(_normalize_chars(uniq.take(special_idx), norm), _SPACE)
+    words = parts.flatten()
+    nonempty = pc.greater(pc.binary_length(words), 0)
+    parent = pc.filter(pc.list_parent_indices(parts), nonempty).to_numpy(zero_copy_only=False)
+    other_owner = special_idx[parent]
+    other_hash = hash_bytes(*_utf8(pc.filter(words, nonempty)))
+
+    owner = np.concatenate([ascii_owner, other_owner])
+    order = np.argsort(owner, kind="stable")
+    counts = np.bincount(owner, minlength=len(uniq)).astype(np.int64)
+    return np.concatenate([ascii_hash, other_hash])[order], counts
 
 
 def word_hashes(texts: pa.Array, norm: TextNorm = TextNorm()) -> tuple[np.ndarray, np.ndarray]:
     """Hashes of the normalised words of every text, with per-text offsets."""
-    texts = _as_string_array(texts)
-    tokens = pc.ascii_split_whitespace(texts)
-    tok_offsets = _offsets(pc.list_value_length(tokens).to_numpy(zero_copy_only=False))
-    encoded = pc.dictionary_encode(tokens.flatten())
-    index = encoded.indices.to_numpy(zero_copy_only=False)
-
-    # Normalise the unique tokens; one may become several words or none ("--").
-    parts = pc.split_pattern_regex(_normalize_chars(encoded.dictionary, norm), _SPACE)
-    words = parts.flatten()
-    keep = pc.greater(pc.binary_length(words), 0)
-    owner = pc.filter(pc.list_parent_indices(parts), keep).to_numpy(zero_copy_only=False)
-    sub_hash = _hash_strings(pc.filter(words, keep))
-    sub_count = np.bincount(owner, minlength=len(encoded.dictionary)).astype(np.int64)
+    # Raw tokens are zero-copy views of the text bytes: each runs from a non-space
+    # byte after ASCII whitespace (or a document start) to the next such byte, so it
+    # carries its trailing whitespace, which normalisation drops.
+    data, offsets = _utf8(_as_string_array(texts))
+    space = data == 32
+    space |= (data - np.uint8(9)) <= np.uint8(4)  # \t \n \v \f \r
+    start = ~space
+    start[1:] &= space[:-1]
+    start[offsets[:-1][np.diff(offsets) > 0]] = True
+    starts = np.flatnonzero(start)
+    bounds = pa.py_buffer(np.append(starts, len(data)))
+    tokens = pa.LargeStringArray.from_buffers(len(starts), bounds, pa.py_buffer(data))
+    tok_offsets = np.searchsorted(starts, offsets)
+    encoded = pc.dictionary_encode(tokens)
+    index = encoded.indices.to_numpy(zero_copy_only=False).astype(np.intp)  # fast gathers
+    sub_hash, sub_count = _unique_words(encoded.dictionary, norm)
     sub_start = _offsets(sub_count)[:-1]
-
+    # Most tokens are one word: gather each token's first word, repeat by word count
+    # (dropping word-less tokens), then fill in the extra words of the few others.
+    first_word = np.append(sub_hash, np.uint64(0))[sub_start][index]
     per_token = sub_count[index]
-    if (per_token == 1).all():
-        hashes = sub_hash[sub_start[index]]
-    else:
-        first = _offsets(per_token)
-        within = np.arange(first[-1]) - np.repeat(first[:-1], per_token)
-        hashes = sub_hash[np.repeat(sub_start[index], per_token) + within]
-    word_offsets = _offsets(per_token)[tok_offsets]
-    return hashes, word_offsets
+    word_offsets = np.zeros(len(index) + 1, np.int64)
+    np.cumsum(per_token, out=word_offsets[1:])
+    if word_offsets[-1] == len(index) and (per_token == 1).all():
+        return first_word, tok_offsets
+    hashes = np.repeat(first_word, per_token)
+    multi = np.flatnonzero(per_token > 1)
+    if len(multi):
+        extra = per_token[multi] - 1
+        within = np.arange(extra.sum()) - np.repeat(_offsets(extra)[:-1], extra)
+        dst = np.repeat(word_offsets[multi + 1] - extra, extra) + within
+        hashes[dst] = sub_hash[np.repeat(sub_start[index[multi]] + 1, extra) + within]
+    return hashes, word_offsets[tok_offsets]
 
 
 def char_hashes(texts: pa.Array, norm: TextNorm = TextNorm()) -> tuple[np.ndarray, np.ndarray]:
     """Hashes of the code points of every normalised text, with per-text offsets."""
     normed = normalize(texts, norm)
     lengths = pc.utf8_length(normed).to_numpy(zero_copy_only=False).astype(np.int64)
-    offsets = np.frombuffer(normed.buffers()[1], np.int32)[normed.offset :][: len(normed) + 1]
-    raw = normed.buffers()[2].to_pybytes()[offsets[0] : offsets[-1]] if len(normed) else b""
-    points = np.frombuffer(raw.decode("utf-8").encode("utf-32-le"), np.uint32)
-    return fmix64(points.astype(np.uint64) + np.uint64(_CHAR_SALT)), _offsets(lengths)
+    data, _ = _utf8(normed)
+    points = np.frombuffer(data.tobytes().decode("utf-8").encode("utf-32-le"), np.uint32)
+    return fmix64(points + np.uint64(_CHAR_SALT), inplace=True), _offsets(lengths)
 
 
-def ngram_hashes(
-    tokens: np.ndarray, offsets: np.ndarray, n: int
-) -> tuple[np.ndarray, np.ndarray]:
+def ngram_hashes(tokens: np.ndarray, offsets: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Rolling n-gram hashes of token hashes, per document (short docs: one shingle)."""
     lengths = np.diff(offsets)
     count = np.where(lengths >= n, lengths - n + 1, (lengths > 0).astype(np.int64))
-    sh_offsets = _offsets(count)
-    start = np.repeat(offsets[:-1] - sh_offsets[:-1], count) + np.arange(sh_offsets[-1])
-    width = np.repeat(np.minimum(lengths, n), count)
-    h = tokens[start]
     mult = np.uint64(_POLY)
-    full = bool((width == n).all())
+    # Roll over the whole batch with contiguous slices: window i covers tokens i..i+n-1.
+    padded = np.concatenate([tokens, np.zeros(n - 1, np.uint64)])
+    h = padded[: len(tokens)].copy()
     for k in range(1, n):
-        if full:
-            h = h * mult + tokens[start + k]
-        else:
-            sel = np.flatnonzero(width > k)
-            h[sel] = h[sel] * mult + tokens[start[sel] + k]
-    return fmix64(h), sh_offsets
+        h *= mult
+        h += padded[k : k + len(tokens)]
+    # Keep the windows that end inside their document; a short document's one
+    # shingle (all its words) takes the slot of its first window.
+    keep = np.ones(len(tokens), bool)
+    starts, ends = offsets[:-1], offsets[1:]
+    for k in range(1, n):
+        keep[(ends - k)[ends - k >= starts]] = False
+    short = np.flatnonzero((lengths > 0) & (lengths < n))
+    if len(short):
+        hs = tokens[starts[short]]
+        for k in range(1, n):
+            sel = np.flatnonzero(lengths[short] > k)
+            hs[sel] = hs[sel] * mult + tokens[starts[short][sel] + k]
+        h[starts[short]] = hs
+        keep[starts[short]] = True
+    return fmix64(h[keep], inplace=True), _offsets(count)
 
 
 def shingles_py(
@@ -253,7 +362,7 @@ def shingle_hash_py(shingle: str | bytes, unit: Unit = "word") -> int:
     if isinstance(shingle, bytes):
         shingle = shingle.decode("utf-8")
     if unit == "word":
-        tokens = [xxhash.xxh3_64_intdigest(w.encode()) for w in shingle.split(" ")]
+        tokens = [hash_bytes_py(w.encode()) for w in shingle.split(" ")]
     else:
         tokens = [_fmix64_py((ord(c) + _CHAR_SALT) & MASK64) for c in shingle]
     h = tokens[0]
@@ -313,7 +422,7 @@ def signatures(hashes: np.ndarray, offsets: np.ndarray, perms: Permutations) -> 
         return out
     hashes = np.asarray(hashes, np.uint64)
     if perms.scheme == "affine32":
-        hv = fmix32(hashes.astype(np.uint32))
+        hv = fmix32(hashes.astype(np.uint32), inplace=True)
     elif perms.scheme == "affine64":
         hv = fmix64(hashes)
     else:
@@ -323,18 +432,20 @@ def signatures(hashes: np.ndarray, offsets: np.ndarray, perms: Permutations) -> 
     cuts = np.searchsorted(starts, np.arange(0, offsets[-1], _BLOCK), side="left")
     cuts = np.unique(np.append(cuts, len(docs)))
     prime, low = np.uint64(MERSENNE61), np.uint64(MASK32)
-    for lo, hi in zip(cuts[:-1], cuts[1:], strict=True):
-        s, e = starts[lo], offsets[docs[hi - 1] + 1]
-        block, seg = hv[s:e], starts[lo:hi] - s
-        tmp = np.empty(e - s, hv.dtype)
-        mins = np.empty((num_perm, hi - lo), dtype)
-        for p in range(num_perm):
-            np.multiply(block, perms.a[p], out=tmp)
-            tmp += perms.b[p]
+    ends = offsets[docs[cuts[1:] - 1] + 1]
+    buffer = np.empty(int((ends - starts[cuts[:-1]]).max()), hv.dtype)  # reused: no page faults
+    params = list(zip(perms.a, perms.b, strict=True))
+    for lo, hi, e in zip(cuts[:-1], cuts[1:], ends, strict=True):
+        s = starts[lo]
+        block, seg, tmp = hv[s:e], starts[lo:hi] - s, buffer[: e - s]
+        mins = np.empty((num_perm, hi - lo), tmp.dtype)
+        for p, (a, b) in enumerate(params):
+            np.multiply(block, a, out=tmp)
+            tmp += b
             if perms.scheme == "mersenne":
                 np.remainder(tmp, prime, out=tmp)
                 tmp &= low
-            mins[p] = np.minimum.reduceat(tmp, seg)
+            np.minimum.reduceat(tmp, seg, out=mins[p])
         out[docs[lo:hi]] = mins.T
     return out
 
@@ -347,7 +458,7 @@ def band_keys(sig: np.ndarray, bands: int, rows: int) -> np.ndarray:
     h = np.zeros((len(sig), bands), np.uint64)
     for j in range(rows):
         h = h * np.uint64(_POLY) + grid[:, :, j]
-    return fmix64(h)
+    return fmix64(h, inplace=True)
 
 
 # ---------------------------------------------------------------------------- LSH
@@ -358,6 +469,7 @@ def candidate_probability(s: np.ndarray | float, bands: int, rows: int) -> np.nd
     return 1.0 - (1.0 - np.asarray(s, float) ** rows) ** bands
 
 
+@lru_cache(maxsize=64)
 def lsh_params(
     threshold: float, num_perm: int, fp_weight: float = 0.5, fn_weight: float = 0.5
 ) -> tuple[int, int]:
@@ -388,7 +500,7 @@ class MinHasher:
     ngram: int = 5
     unit: Unit = "word"
     norm: TextNorm = field(default_factory=TextNorm)
-    hash: HashName = "xxh3"
+    hash: HashName = "fast"
     scheme: Scheme = "affine32"
 
     @cached_property

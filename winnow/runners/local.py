@@ -264,6 +264,7 @@ class LocalRunner:
             parents=ledger_parents(self.spec),
             input_rows=counts[READ_STAGE].rows_in,
             output_rows=sum(o["rows"] for o in outputs.values()),
+            outputs={sink: o["rows"] for sink, o in outputs.items()},
         )
         ledger.reconcile()
         write_json_atomic(self.run_dir / "ledger.json", ledger.to_json())

@@ -13,7 +13,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from winnow.config import format_validation_error
+from winnow.config import format_validation_error, set_dotted
 from winnow.errors import ConfigError
 from winnow.trainer.data import CURRICULA
 from winnow.trainer.model import PRESETS
@@ -174,15 +174,7 @@ def apply_overrides(data: dict, overrides: list[str] | dict | None) -> dict:
                 raise ConfigError(f"override {item!r}: expected KEY=VALUE")
             key, value = item.split("=", 1)
             items.append((key.strip(), yaml.safe_load(value)))
-    for dotted, value in items:
-        node = data
-        *parents, last = dotted.split(".")
-        for key in parents:
-            node = node.setdefault(key, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"override {dotted}: {key} is not a mapping")
-        node[last] = value
-    return data
+    return set_dotted(data, dict(items))
 
 
 def parse_train_config(data: Any, source: str = "<train config>") -> TrainConfig:
