@@ -70,6 +70,7 @@ def build_corpus(out_dir: Path, docs: int, seed: int = 0, shards: int = 4) -> di
         labels[row["id"]] = label
 
     n = max(10, docs // 40)
+    junk = max(10, docs // 8)  # spam and boilerplate pages are common in web crawls
     for i, src in enumerate(rng.sample(clean, n)):
         add({"id": f"exact-{i}", "text": src["text"], "source": src["source"]}, "exact_duplicate")
     similarity = {}
@@ -79,10 +80,10 @@ def build_corpus(out_dir: Path, docs: int, seed: int = 0, shards: int = 4) -> di
             doc_id = f"near{rate}-{i}"
             add({"id": doc_id, "text": text, "source": src["source"]}, f"near_dup_{rate}")
             similarity[doc_id] = _jaccard(text, src["text"])
-    for i in range(n):
+    for i in range(junk):
         lines = [rng.choice(NAV_LINES) for _ in range(rng.randint(4, 12))]
         add({"id": f"nav-{i}", "text": "\n".join(lines), "source": "web"}, "boilerplate")
-    for i in range(n):
+    for i in range(junk):
         words = [rng.choice(SPAM_WORDS[: rng.randint(3, 6)]) for _ in range(rng.randint(60, 300))]
         add({"id": f"spam-{i}", "text": " ".join(words), "source": "web"}, "keyword_spam")
     for i in range(n):
@@ -193,6 +194,23 @@ def train_demo_tokenizer(out: Path, vocab: int = 1024) -> Path:
     return train_tokenizer([out / "tokenizer-text.arrow"], out / "tokenizer.json", vocab)
 
 
+def _verdict(results: dict) -> str:
+    """One sentence: did curation help, by the primary metric, beyond seed noise?"""
+    primary = results["primary"]
+    entry = results["variants"]["curated"].get(primary, {})
+    delta, half = entry.get("delta"), entry.get("delta_ci95")
+    if delta is None or half is None:
+        return f"ranking by {primary}: {', '.join(results['ranking'])}"
+    if abs(delta) <= half:
+        return (
+            f"curated - raw {primary} = {delta:+.4f} ± {half:.4f}: no difference beyond seed "
+            "noise at this budget (a CPU smoke test); raise base.train.steps and the preset "
+            "in pipelines/ablation.yaml for a decision"
+        )
+    better = "helped" if delta < 0 else "hurt"
+    return f"curation {better}: curated - raw {primary} = {delta:+.4f} ± {half:.4f} (95% CI)"
+
+
 def run_demo(out: Path, *, workers: int | None, docs: int, console: Console) -> int:
     from winnow.config import load_pipeline
     from winnow.runners.local import run_pipeline
@@ -227,6 +245,6 @@ def run_demo(out: Path, *, workers: int | None, docs: int, console: Console) -> 
         log=lambda line: None,
     )
     console.print((out / "ablation" / "results.md").read_text())
-    console.print(f"ranking by {results['primary']}: {' > '.join(results['ranking'])}")
+    console.print(_verdict(results))
     console.print(f"run directory: {run_dir}  (try: winnow inspect {run_dir})")
     return 0
