@@ -27,9 +27,21 @@ def cmd_run(args) -> int:
     from winnow.runners.local import run_pipeline
 
     spec = load_pipeline(args.pipeline, _overrides(args))
-    ledger = run_pipeline(spec, workers=args.workers, force=args.force, progress=not args.quiet)
+    if args.runner == "spark":
+        from winnow.runners.spark import run_spark
+
+        ledger = run_spark(spec, master=args.master, force=args.force, progress=not args.quiet)
+    else:
+        ledger = run_pipeline(spec, workers=args.workers, force=args.force, progress=not args.quiet)
     console.print(ledger.render())
     console.print(f"run directory: {spec.output.dir}")
+    return 0
+
+
+def cmd_spark_submit(args) -> int:
+    from winnow.runners.spark import submit_command
+
+    console.print(submit_command(args.pipeline, args.master, pack=args.pack), soft_wrap=True)
     return 0
 
 
@@ -83,14 +95,24 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="winnow", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("run", help="run a pipeline locally")
+    p = sub.add_parser("run", help="run a pipeline locally or on Spark")
     p.add_argument("pipeline")
     p.add_argument("--input", help="override input.path")
     p.add_argument("--output", help="override output.dir")
     p.add_argument("--workers", type=int, help="worker processes (default: runner.workers)")
     p.add_argument("--force", action="store_true", help="recompute completed stages")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--runner", choices=["local", "spark"], default="local")
+    p.add_argument("--master", help="Spark master URL with --runner spark (default local[*])")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("spark-submit", help="print the spark-submit line for a pipeline")
+    p.add_argument("pipeline")
+    p.add_argument(
+        "--master", required=True, help="Spark master URL (yarn, spark://..., k8s://...)"
+    )
+    p.add_argument("--pack", action="store_true", help="ship this venv as a venv-pack archive")
+    p.set_defaults(func=cmd_spark_submit)
 
     p = sub.add_parser("validate", help="check a pipeline YAML without reading data")
     p.add_argument("pipeline")

@@ -24,3 +24,25 @@ class Leaky(MapStage):
 
     def process(self, table):
         return Output(table.slice(1))
+
+
+class FailOnceParams(Params):
+    flag: str
+    """A file path: absent means "not failed yet"; created just before failing."""
+    when_id: str
+    """Fail on the chunk holding this id."""
+
+
+class FailOnce(MapStage):
+    """Pass-through that raises once on one chunk, so a test can watch a task retry."""
+
+    Params = FailOnceParams
+
+    def process(self, table):
+        from pathlib import Path
+
+        flag = Path(self.params.flag)
+        if self.params.when_id in table.column("id").to_pylist() and not flag.exists():
+            flag.touch()
+            raise RuntimeError(f"injected failure on the chunk holding {self.params.when_id}")
+        return Output(table)

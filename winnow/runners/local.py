@@ -223,18 +223,11 @@ class LocalRunner:
         files = [f for parent in p.parents for f in _pass_files(self.run_dir, parent)]
         data = Materialized(files)
         stage = self.recipes[p.id].build(self.run_dir)
-        count = StageCount(rows_in=data.num_rows)
         bar = progress.add_task(f"{p.id} (global)", total=None)
         workdir = pass_dir / "work"
         workdir.mkdir()
         try:
-            outputs = stage.run(data, workdir)
-            for i, out in enumerate(outputs):
-                count.add(_count(p.id, 0, out, f" (output {i})", check=False))
-                write_table(pass_dir / f"part-{i:05d}.arrow", out.kept, durable=False)
-                if out.rejected is not None and out.rejected.num_rows:
-                    _write_rejected(self.run_dir, p.id, i, out.rejected)
-                progress.advance(bar)
+            count = self._run_global_stage(stage, data, pass_dir, lambda: progress.advance(bar))
         except WinnowError as exc:
             raise WinnowError(f"stage {p.id!r}: {exc}") from None
         if not any(pass_dir.glob("part-*.arrow")):
@@ -244,6 +237,17 @@ class LocalRunner:
         counts = {p.id: count}
         write_json_atomic(pass_dir / "_SUCCESS", _success(pass_hash, counts))
         return counts
+
+    def _run_global_stage(self, stage, data: Materialized, pass_dir: Path, advance) -> StageCount:
+        """Run ``stage.run`` here; write its parts and rejected rows; return its count."""
+        count = StageCount(rows_in=data.num_rows)
+        for i, out in enumerate(stage.run(data, pass_dir / "work")):
+            count.add(_count(stage.stage_id, 0, out, f" (output {i})", check=False))
+            write_table(pass_dir / f"part-{i:05d}.arrow", out.kept, durable=False)
+            if out.rejected is not None and out.rejected.num_rows:
+                _write_rejected(self.run_dir, stage.stage_id, i, out.rejected)
+            advance()
+        return count
 
     # -- the whole run -------------------------------------------------------------
     def run(self, show_progress: bool = True) -> Ledger:

@@ -1,0 +1,259 @@
+"""The Spark runner on a real ``local[2,3]`` session: parity with the local runner,
+task retries, bad input."""
+
+import json
+import logging
+import os
+import random
+import sys
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from winnow.cli import main as cli_main
+from winnow.config import parse_pipeline
+from winnow.errors import InputError
+from winnow.runners.local import run_pipeline
+
+pytestmark = pytest.mark.spark
+
+VOCAB = [f"w{i}" for i in range(400)]
+
+
+@pytest.fixture(scope="session")
+def spark():
+    """One session for the whole run; ``local[2,3]``: 2 cores, a task may fail 3 times."""
+    pytest.importorskip("pyspark")
+    from winnow.runners.spark import get_session
+
+    os.environ["PYSPARK_PYTHON"] = sys.executable
+    session = get_session(
+        "local[2,3]",
+        app_name="winnow-tests",
+        conf={
+            "spark.ui.enabled": "false",
+            "spark.ui.showConsoleProgress": "false",
+            "spark.sql.shuffle.partitions": "4",
+        },
+    )
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()
+
+
+def write_corpus(folder: Path, n_docs=1500, bad_lines=True) -> None:
+    """Two JSONL files: random documents, exact copies (some differing only in case and
+    spacing), near copies (one word changed) and, optionally, two malformed lines."""
+    rng = random.Random(3)
+    docs = []
+    for i in range(n_docs):
+        words = rng.choices(VOCAB, k=rng.randrange(8, 70))
+        docs.append({"id": f"d{i:05d}", "text": " ".join(words), "src": f"s{i % 3}"})
+    for j in range(120):
+        orig = docs[rng.randrange(n_docs)]
+        text = orig["text"].upper() if j % 3 == 0 else orig["text"].replace(" ", "  ", 2)
+        docs.append({"id": f"x{j:04d}", "text": text if j % 2 else orig["text"], "src": "dup"})
+    for j in range(80):
+        words = docs[rng.randrange(n_docs)]["text"].split()
+        words[rng.randrange(len(words))] = "changed"
+        docs.append({"id": f"n{j:04d}", "text": " ".join(words), "src": "near"})
+    rng.shuffle(docs)
+    folder.mkdir(parents=True, exist_ok=True)
+    half = len(docs) // 2
+    for f, rows in enumerate([docs[:half], docs[half:]]):
+        lines = [json.dumps(r) for r in rows]
+        if bad_lines and f == 1:
+            lines.insert(5, '{"id": "broken", "text": ')
+            lines.insert(9, '{"id": "nulltext", "text": null}')
+        (folder / f"part-{f}.jsonl").write_text("\n".join(lines) + "\n")
+
+
+STAGES = [
+    {"id": "norm", "use": "normalize"},
+    {"id": "long", "use": "filter", "params": {"keep": "length(text) > 60"}},
+    {"id": "exact", "use": "exact_dedup", "params": {"normalize": "lower_space"}},
+    {"id": "near", "use": "minhash_dedup", "params": {"bands": 10, "rows": 5}},
+    {"id": "half", "use": "sample", "params": {"fraction": 0.7}},
+    {"id": "top", "use": "select", "params": {"by": "length(text)", "fraction": 0.5}},
+]
+
+
+def spec(tmp_path: Path, out: str, stages=STAGES, **input_over):
+    return parse_pipeline(
+        {
+            "name": "t",
+            "input": {"path": str(tmp_path / "in"), **input_over},
+            "output": {"dir": str(tmp_path / out)},
+            "runner": {"chunk_rows": 300, "progress": False},
+            "stages": stages,
+        }
+    )
+
+
+def tables(folder: Path) -> list[pa.Table]:
+    out = []
+    for path in sorted(folder.rglob("*.arrow")):
+        with pa.memory_map(str(path)) as src:
+            out.append(pa.ipc.open_file(src).read_all())
+    return out
+
+
+def rejected_rows(folder: Path) -> list[tuple]:
+    table = pa.concat_tables(tables(folder))
+    return sorted(zip(table["id"].to_pylist(), table["reason"].to_pylist(), strict=True))
+
+
+def snapshot(run: Path) -> dict:
+    """What must match between runners: output rows and columns, rejected ids and
+    reasons per stage, the ledger and the pass layout."""
+    return {
+        "data": pa.concat_tables(tables(run / "data")),
+        "rejected": {
+            s.name: rejected_rows(s)
+            for s in sorted((run / "rejected").iterdir())
+            if any(s.glob("*.arrow"))
+        },
+        "ledger": json.loads((run / "ledger.json").read_text()),
+        "parts": sorted(str(p.relative_to(run)) for p in run.glob("stages/*/part-*")),
+        "outputs": json.loads((run / "manifest.json").read_text())["outputs"],
+    }
+
+
+def test_parity_with_local_runner(tmp_path, spark, caplog):
+    from winnow.runners.spark import SparkRunner
+
+    write_corpus(tmp_path / "in")
+    local = run_pipeline(spec(tmp_path, "local"), workers=1, progress=False)
+    with caplog.at_level(logging.WARNING, logger="winnow.spark"):
+        ledger = SparkRunner(spec(tmp_path, "spark"), spark).run()
+    assert "'near' (minhash_dedup): no Spark backend yet; ran on the driver" in caplog.text
+    assert "'exact'" not in caplog.text and "'top'" not in caplog.text  # native backends
+    assert ledger.to_json() == local.to_json()
+    a, b = snapshot(tmp_path / "local"), snapshot(tmp_path / "spark")
+    assert b["data"].equals(a["data"])  # same rows, columns, types and order
+    assert b == a
+    stages = a["ledger"]["stages"]
+    assert sum(stages["read"]["rejected"].values()) == 2  # the two malformed lines
+    assert stages["exact"]["rejected"]["exact_duplicate_of"] > 0
+    assert stages["near"]["rejected"]["near_duplicate_of"] > 0
+    assert arrow_bytes(tmp_path / "spark") == arrow_bytes(tmp_path / "local")
+
+
+def arrow_bytes(run: Path) -> dict[str, bytes]:
+    """Every pass part, rejected part and output shard, byte for byte."""
+    files = [
+        *run.glob("stages/*/part-*.arrow"),
+        *run.glob("rejected/*/*.arrow"),
+        *run.glob("data/*"),
+    ]
+    return {str(f.relative_to(run)): f.read_bytes() for f in sorted(files)}
+
+
+@pytest.mark.parametrize(
+    "stages",
+    [
+        [
+            {
+                "id": "top",
+                "use": "select",
+                "params": {"by": "length(text)", "n": 150, "stratify": "src"},
+            }
+        ],
+        [{"id": "top", "use": "select", "params": {"by": "NULL", "token_fraction": 0.3}}],
+        [
+            {"id": "ex", "use": "exact_dedup", "params": {"keep": "oldest", "keep_column": "src"}},
+            {"id": "top", "use": "select", "params": {"by": "dup_count", "tokens": 2000}},
+        ],
+    ],
+    ids=["n-stratified", "null-score-token-fraction", "oldest-then-tokens"],
+)
+def test_native_backends_match_local(tmp_path, spark, stages):
+    from winnow.runners.spark import SparkRunner
+
+    write_corpus(tmp_path / "in", n_docs=400, bad_lines=False)
+    local = run_pipeline(spec(tmp_path, "local", stages), workers=1, progress=False)
+    ledger = SparkRunner(spec(tmp_path, "spark", stages), spark).run()
+    assert ledger.to_json() == local.to_json()
+    assert arrow_bytes(tmp_path / "spark") == arrow_bytes(tmp_path / "local")
+
+
+def test_cli_run_on_spark(tmp_path, spark, capsys):
+    """``winnow run --runner spark`` reuses the active session."""
+    write_corpus(tmp_path / "in", n_docs=100)
+    stages = "[{id: norm, use: normalize}, {id: ex, use: exact_dedup}]"
+    yaml = f"name: t\ninput: {{path: {tmp_path / 'in'}}}\noutput: {{dir: {tmp_path / 'run'}}}\n"
+    (tmp_path / "p.yaml").write_text(yaml + f"stages: {stages}\n")
+    assert cli_main(["run", str(tmp_path / "p.yaml"), "--runner", "spark", "--quiet"]) == 0
+    ledger = json.loads((tmp_path / "run" / "ledger.json").read_text())
+    assert ledger["input_rows"] == ledger["output_rows"] + ledger["rejected_rows"]
+
+
+def test_rerun_skips_finished_passes(tmp_path, spark):
+    from winnow.runners.spark import SparkRunner
+
+    write_corpus(tmp_path / "in", n_docs=300, bad_lines=False)
+    stages = STAGES[:1] + STAGES[2:3]
+    first = SparkRunner(spec(tmp_path, "run", stages), spark).run()
+    stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "run" / "stages").rglob("part-*")}
+    again = SparkRunner(spec(tmp_path, "run", stages), spark).run()
+    assert again.to_json() == first.to_json()
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+
+
+def test_failed_task_is_retried(tmp_path, spark):
+    from winnow.runners.spark import SparkRunner
+
+    write_corpus(tmp_path / "in", n_docs=600, bad_lines=False)
+
+    def stages(flag: Path):
+        fail = {"flag": str(flag), "when_id": "d00123"}
+        return [
+            {"id": "norm", "use": "normalize"},
+            {"id": "flaky", "use": "plugins.stages:FailOnce", "params": fail},
+            {"id": "exact", "use": "exact_dedup"},
+        ]
+
+    done = tmp_path / "already-failed"
+    done.touch()
+    local = run_pipeline(spec(tmp_path, "local", stages(done)), workers=1, progress=False)
+    flag = tmp_path / "failed-once"
+    ledger = SparkRunner(spec(tmp_path, "spark", stages(flag)), spark).run()
+    assert flag.exists()  # the task did fail once, and Spark ran it again
+    assert ledger.to_json() == local.to_json()
+    a, b = snapshot(tmp_path / "local"), snapshot(tmp_path / "spark")
+    assert b["data"].equals(a["data"]) and b["rejected"] == a["rejected"]
+
+
+def test_on_error_fail_names_file_and_line(tmp_path, spark):
+    from winnow.runners.spark import SparkRunner
+
+    write_corpus(tmp_path / "in", n_docs=200)
+    runner = SparkRunner(spec(tmp_path, "run", STAGES[:2], on_error="fail"), spark)
+    with pytest.raises(InputError) as info:
+        runner.run()
+    message = str(info.value)
+    assert "\n" not in message and "part-1.jsonl:6:" in message
+
+
+def test_unwrap_errors_from_workers(tmp_path, spark):
+    """A WinnowError raised inside a Spark task reaches the driver as itself."""
+    from winnow.runners.spark import unwrap_errors
+
+    def boom(batches):
+        for _ in batches:
+            raise InputError("data.jsonl:3: bad row")
+        yield from ()
+
+    frame = spark.range(1).mapInArrow(boom, "id long")
+    with pytest.raises(InputError, match=r"^data\.jsonl:3: bad row$"):
+        with unwrap_errors():
+            frame.collect()
+
+
+def test_spark_submit_line(capsys):
+    assert cli_main(["spark-submit", "pipelines/demo.yaml", "--master", "yarn"]) == 0
+    line = capsys.readouterr().out
+    assert "spark-submit --master yarn" in line
+    assert f"spark.pyspark.python={sys.executable}" in line
+    assert "winnow/runners/spark.py" in line and "pipelines/demo.yaml" in line

@@ -1,0 +1,473 @@
+"""The Spark runner: the same plan, run directory, ledger and manifest as the local runner.
+
+``SparkRunner`` subclasses ``LocalRunner`` and changes only how passes execute:
+
+- **map passes**: one ``mapInArrow`` per fused chain over a DataFrame with one row
+  (and one partition, so one Spark task) per ``MapTask``. Each task runs the local
+  runner's ``run_map_task``: it reads its chunk or upstream part, runs the fused
+  stages and writes its part, rejected rows and marker atomically, so a retried
+  task rewrites the same bytes. Stage setup is cached per Python worker
+  (``spark.python.worker.reuse``, the default). Errors a user can cause come back
+  as records, not exceptions, so Spark does not retry them; the driver raises them.
+- **global passes**: stages with a Spark backend in ``SPARK_BACKENDS`` (``select``,
+  ``exact_dedup``) read the parent parts into a DataFrame, decide with window
+  functions (key math shared with the local backend) and write their parts from
+  the executors, one part per input part, rows in input order: the same layout as
+  locally. Other global stages run their local ``run()`` on the driver over the
+  materialised parts, with a warning.
+
+Executors write into the run directory, so it must be on a filesystem they all
+share: local disk for ``local[*]``, an NFS or fuse mount on a cluster.
+
+Use: ``python -m winnow.runners.spark PIPELINE.yaml [--master URL] [--force]``, or
+``spark-submit [...] winnow/runners/spark.py PIPELINE.yaml``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from winnow import errors
+from winnow.config import PipelineSpec
+from winnow.errors import WinnowError
+from winnow.io.readers import conform
+from winnow.io.writers import read_table, write_table
+from winnow.ledger import Ledger, StageCount, count_reasons
+from winnow.runners.local import LocalRunner, MapTask, _write_rejected, run_map_task
+from winnow.stages.base import Materialized
+from winnow.table import ID, REASON
+
+log = logging.getLogger("winnow.spark")
+
+FILE, ROW = "_file", "_row"  # a row's position: input part index, row within it
+
+
+def get_session(master: str | None = None, app_name: str = "winnow", conf: dict | None = None):
+    """The active SparkSession, or a new one whose Python workers use this interpreter.
+
+    Without ``master`` the master comes from ``spark-submit``, else ``local[*]``.
+    """
+    from pyspark.sql import SparkSession
+
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    builder = SparkSession.builder.appName(app_name)
+    if master is None and "PYSPARK_GATEWAY_PORT" not in os.environ:
+        master = "local[*]"
+    if master is not None:
+        builder = builder.master(master)
+    for key, value in (conf or {}).items():
+        builder = builder.config(key, value)
+    return builder.getOrCreate()
+
+
+# --------------------------------------------------------------------------- errors
+
+_WINNOW_ERROR = re.compile(r"winnow\.errors\.(\w+): ([^\n]*)")
+
+
+def _error_class(name: str) -> type[WinnowError]:
+    cls = getattr(errors, name, WinnowError)
+    return cls if isinstance(cls, type) and issubclass(cls, WinnowError) else WinnowError
+
+
+@contextmanager
+def unwrap_errors():
+    """Turn a WinnowError raised in a Spark worker back into the one-line error."""
+    try:
+        yield
+    except WinnowError:
+        raise
+    except Exception as exc:  # Py4JJavaError, PythonException, ...
+        found = _WINNOW_ERROR.findall(str(exc))
+        if not found:
+            raise
+        name, message = found[-1]
+        raise _error_class(name)(message) from None
+
+
+# ------------------------------------------------------------------------ map passes
+
+
+def _run_tasks(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    """mapInArrow body: run each pickled MapTask; yield its marker record as JSON."""
+    from pyspark import cloudpickle
+
+    for batch in batches:
+        for index, blob in zip(batch["index"].to_pylist(), batch["task"].to_pylist(), strict=True):
+            try:
+                record = run_map_task(cloudpickle.loads(blob))
+            except WinnowError as exc:  # deterministic: report it instead of retrying
+                record = {"error": str(exc), "type": type(exc).__name__}
+            yield pa.record_batch({"index": [index], "record": [json.dumps(record)]})
+
+
+# --------------------------------------------------------------------- global passes
+
+
+def spark_schema(schema: pa.Schema):
+    """Arrow schema -> Spark StructType; an unsupported column type is a user error."""
+    from pyspark.sql.pandas.types import from_arrow_schema
+
+    try:
+        return from_arrow_schema(schema, prefer_timestamp_ntz=True)
+    except (TypeError, ValueError) as exc:
+        raise errors.InputError(f"a column type has no Spark equivalent: {exc}") from None
+
+
+def _with_position(schema: pa.Schema) -> pa.Schema:
+    return schema.append(pa.field(FILE, pa.int64())).append(pa.field(ROW, pa.int64()))
+
+
+def read_parts(spark, data: Materialized):
+    """The parts as one DataFrame (conformed to ``data.schema``) plus ``_file``/``_row``."""
+    schema = _with_position(data.schema)
+    struct = spark_schema(schema)
+    rows = [(i, str(f)) for i, f in enumerate(data.files)]
+    files = spark.createDataFrame(
+        spark.sparkContext.parallelize(rows, max(1, len(rows))), "file long, path string"
+    )
+
+    def read(batches):
+        for batch in batches:
+            for index, path in zip(
+                batch["file"].to_pylist(), batch["path"].to_pylist(), strict=True
+            ):
+                table = conform(read_table(Path(path)), data.schema)
+                n = table.num_rows
+                table = table.append_column(FILE, pa.array(np.full(n, index, np.int64)))
+                table = table.append_column(ROW, pa.array(np.arange(n, dtype=np.int64)))
+                yield from table.to_batches()
+
+    return files.mapInArrow(read, struct)
+
+
+def _keys_frame(df, data: Materialized, fields: dict[str, pa.DataType], compute: Callable):
+    """mapInArrow computing per-row keys: ``compute(table) -> {name: array}`` on top of
+    the row's position and id. ``compute`` runs in the workers with the local math."""
+    names = data.schema.names
+    out = pa.schema([(FILE, pa.int64()), (ROW, pa.int64()), (ID, pa.string()), *fields.items()])
+
+    def keys(batches):
+        for batch in batches:
+            table = pa.Table.from_batches([batch])
+            rows = conform(table.select(names), data.schema)  # Spark types -> the parts'
+            cols = {FILE: table[FILE], ROW: table[ROW], ID: rows[ID].cast(pa.string())}
+            cols.update(compute(rows))
+            yield from pa.table(cols).cast(out).to_batches()
+
+    return df.mapInArrow(keys, spark_schema(out))
+
+
+def spark_select(stage, df, data: Materialized):
+    """``select``: score in the workers (DuckDB, as locally), rank with window functions."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    from winnow.sql import connect, evaluate
+    from winnow.stages.select import APPROX_TOKENS
+
+    p = stage.params
+    tokens = p.token_count or ("n_tokens" if "n_tokens" in data.schema.names else APPROX_TOKENS)
+    exprs = {"score": p.by, "tokens": tokens, "stratum": p.stratify or "NULL"}
+
+    def compute(table):
+        keys = evaluate(connect(), table, exprs)
+        return {
+            "score": keys["score"].cast(pa.float64()),
+            "tokens": keys["tokens"].cast(pa.float64()),
+            "stratum": keys["stratum"].cast(pa.string()),
+        }
+
+    fields = {"score": pa.float64(), "tokens": pa.float64(), "stratum": pa.string()}
+    keys = _keys_frame(df, data, fields, compute)
+    score = F.col("score").asc_nulls_last() if p.ascending else F.col("score").desc_nulls_last()
+    running = (
+        Window.partitionBy("stratum")
+        .orderBy(score, F.col(ID).asc())
+        .rowsBetween(Window.unboundedPreceding, Window.currentRow)
+    )
+    stratum, everything = Window.partitionBy("stratum"), Window.partitionBy()
+    tok = F.coalesce(F.col("tokens"), F.lit(0.0))
+    rule = re.sub(r"(\w+)::DOUBLE", r"CAST(\1 AS DOUBLE)", stage._keep_rule())  # DuckDB cast
+    decided = (
+        keys.withColumn("rn", F.row_number().over(running))
+        .withColumn("cum_tokens", F.sum(tok).over(running))
+        .withColumn("cnt", F.count(F.lit(1)).over(stratum))
+        .withColumn("stratum_tokens", F.sum(tok).over(stratum))
+        .withColumn("total_cnt", F.count(F.lit(1)).over(everything))
+        .withColumn("total_tokens", F.sum(tok).over(everything))
+        .select(FILE, ROW, F.coalesce(F.expr(rule), F.lit(False)).alias("_keep"))
+    )
+    joined = df.join(decided, [FILE, ROW])
+    cols = [F.col(c) for c in df.columns if c != REASON]
+    reason = f"not_selected: below the {stage._budget()} by {p.by}"
+    kept = joined.where("_keep").select(*cols)
+    rejected = joined.where("NOT _keep").select(*cols, F.lit(reason).alias("_reason"))
+    return kept, rejected, {}
+
+
+def spark_exact_dedup(stage, df, data: Materialized):
+    """``exact_dedup``: hash keys in the workers (the local math), group with windows."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    from winnow.stages.dedup import _require
+
+    p = stage.params
+    _require(data, [ID, *(data.schema.names if p.sql else [p.column]), p.keep_column])
+
+    def compute(table):
+        hi, lo, null = stage._hashes(stage._keys(table))
+        out = {"h1": pa.array(hi.view(np.int64), mask=null), "h2": pa.array(lo.view(np.int64))}
+        return out
+
+    keys = _keys_frame(df, data, {"h1": pa.int64(), "h2": pa.int64()}, compute)
+    _check_unique_ids(keys)
+    if p.keep_column:
+        keys = keys.join(df.select(FILE, ROW, F.col(p.keep_column).alias("_k")), [FILE, ROW])
+    k = F.col("_k")
+    order = {
+        "lowest_id": [],
+        "highest_score": [k.desc_nulls_last()],
+        "oldest": [k.asc_nulls_last()],
+    }[p.keep] + [F.col(ID).asc()]
+    single = F.when(F.col("h1").isNull(), F.struct(FILE, ROW))  # null keys: own group
+    group = Window.partitionBy("h1", "h2", single)
+    decided = keys.select(
+        FILE,
+        ROW,
+        F.count(F.lit(1)).over(group).alias("_dup_count"),
+        F.first(ID).over(group.orderBy(*order)).alias("_kept_id"),
+        F.col(ID).alias("_id"),
+    )
+    joined = df.join(decided, [FILE, ROW])
+    keep = F.col("_kept_id") == F.col("_id")
+    kept_cols = [F.col(c) for c in df.columns if c != "dup_count"]
+    if "dup_count" in data.schema.names:  # replaced in place, as set_column does
+        at = df.columns.index("dup_count")
+        kept_cols.insert(at, F.col("_dup_count").alias("dup_count"))
+    else:
+        kept_cols.append(F.col("_dup_count").alias("dup_count"))
+    kept = joined.where(keep).select(*kept_cols)
+    reason = F.concat(F.lit("exact_duplicate_of:"), F.col("_kept_id"))
+    rejected_cols = [F.col(c) for c in df.columns if c != REASON]
+    rejected = joined.where(~keep).select(*rejected_cols, reason.alias("_reason"))
+    return kept, rejected, {"exact_duplicates": None}  # None: the rejected row count
+
+
+def _check_unique_ids(keys) -> None:
+    dupes = keys.groupBy(ID).count().where("count > 1").orderBy(ID).limit(3).collect()
+    if dupes:
+        shown = ", ".join(repr(r[ID]) for r in dupes)
+        raise errors.InputError(f"ids must be unique; repeated: {shown}")
+
+
+# stage registry name -> fn(stage, df, data) -> (kept, rejected-with-_reason, stats);
+# both frames keep the _file/_row position columns.
+SPARK_BACKENDS: dict[str, Callable] = {
+    "select": spark_select,
+    "exact_dedup": spark_exact_dedup,
+}
+
+
+def _arrow_target(df, base: pa.Schema) -> pa.Schema:
+    """Arrow schema for a frame's columns: ``base``'s types where known, else Spark's."""
+    from pyspark.sql.pandas.types import to_arrow_type
+
+    fields = []
+    for f in df.schema.fields:
+        if f.name in (FILE, ROW):
+            continue
+        known = f.name in base.names and f.name != REASON
+        fields.append(base.field(f.name) if known else pa.field(f.name, to_arrow_type(f.dataType)))
+    return pa.schema(fields)
+
+
+def write_parts(df, target: pa.Schema, writer: Callable[[int, pa.Table], None]) -> dict[int, dict]:
+    """Write each input part's rows (in input order) from the executors with
+    ``writer(index, table)``; returns ``{index: {"rows": n, "reasons": {...}}}``."""
+    names = target.names
+
+    def write(batches):
+        pending: list[pa.Table] = []
+
+        def flush():
+            table = pa.concat_tables(pending).combine_chunks()
+            index = table[FILE][0].as_py()
+            table = conform(table, target)
+            writer(index, table)
+            reasons = count_reasons(table[REASON]) if REASON in names else {}
+            pending.clear()
+            return pa.record_batch(
+                {"index": [index], "rows": [table.num_rows], "reasons": [json.dumps(reasons)]}
+            )
+
+        for batch in batches:
+            table = pa.Table.from_batches([batch])
+            files = table[FILE].to_numpy()
+            cuts = np.flatnonzero(np.diff(files)) + 1
+            for start, stop in zip([0, *cuts], [*cuts, len(files)], strict=True):
+                piece = table.slice(start, stop - start)
+                if pending and pending[0][FILE][0].as_py() != piece[FILE][0].as_py():
+                    yield flush()
+                pending.append(piece)
+        if pending:
+            yield flush()
+
+    schema = "index long, rows long, reasons string"
+    out = df.repartition(FILE).sortWithinPartitions(FILE, ROW).mapInArrow(write, schema)
+    return {
+        r["index"]: {"rows": r["rows"], "reasons": json.loads(r["reasons"])} for r in out.collect()
+    }
+
+
+# ------------------------------------------------------------------------ the runner
+
+
+class SparkRunner(LocalRunner):
+    """Execute a validated pipeline spec on Spark; same outputs as ``LocalRunner``."""
+
+    def __init__(self, spec: PipelineSpec, spark=None, *, force: bool = False):
+        super().__init__(spec, workers=1, force=force)
+        self.spark = spark if spark is not None else get_session()
+
+    def run(self, show_progress: bool = False) -> Ledger:
+        return super().run(show_progress=show_progress)
+
+    def _execute(self, tasks: list[MapTask]):
+        """Run a map pass's pending tasks, one Spark task each; yield their markers."""
+        if not tasks:
+            return
+        from pyspark import cloudpickle
+
+        rows = [(i, cloudpickle.dumps(t)) for i, t in enumerate(tasks)]
+        sc = self.spark.sparkContext
+        frame = self.spark.createDataFrame(
+            sc.parallelize(rows, len(rows)), "index long, task binary"
+        )
+        with unwrap_errors():
+            out = frame.mapInArrow(_run_tasks, "index long, record string").collect()
+        records = [json.loads(r["record"]) for r in sorted(out, key=lambda r: r["index"])]
+        for record in records:
+            if "error" in record:
+                raise _error_class(record["type"])(record["error"])
+        yield from records
+
+    def _run_global_stage(self, stage, data: Materialized, pass_dir: Path, advance) -> StageCount:
+        backend = SPARK_BACKENDS.get(stage.name)
+        if backend is None:
+            log.warning(
+                "stage %r (%s): no Spark backend yet; ran on the driver",
+                stage.stage_id,
+                stage.name,
+            )
+            return super()._run_global_stage(stage, data, pass_dir, advance)
+        if data.num_rows == 0:  # nothing to distribute; keeps the local empty-output layout
+            return super()._run_global_stage(stage, data, pass_dir, advance)
+        with unwrap_errors():
+            df = read_parts(self.spark, data)
+            kept, rejected, stats = backend(stage, df, data)
+            run_dir, sid = self.run_dir, stage.stage_id
+
+            def write_kept(index: int, table: pa.Table) -> None:
+                write_table(pass_dir / f"part-{index:05d}.arrow", table, durable=False)
+
+            def write_rejected(index: int, table: pa.Table) -> None:
+                _write_rejected(run_dir, sid, index, table)
+
+            target = _arrow_target(kept, data.schema)
+            kept_parts = write_parts(kept, target, write_kept)
+            rejected = rejected.withColumnRenamed("_reason", REASON)
+            rejected_parts = write_parts(
+                rejected, _arrow_target(rejected, data.schema), write_rejected
+            )
+        for i in range(len(data.files)):  # every input part has an output part, as locally
+            if i not in kept_parts:
+                write_kept(i, target.empty_table())
+        count = StageCount(rows_in=data.num_rows)
+        count.kept = sum(p["rows"] for p in kept_parts.values())
+        for part in rejected_parts.values():
+            count.add(StageCount(rejected=part["reasons"]))
+        count.stats = {k: count.rejected_total if v is None else v for k, v in stats.items()}
+        advance()
+        return count
+
+
+def run_spark(
+    spec: PipelineSpec, *, master: str | None = None, force: bool = False, progress: bool = False
+) -> Ledger:
+    """Run ``spec`` on Spark (``master`` as for ``get_session``) and return the ledger."""
+    return SparkRunner(spec, get_session(master), force=force).run(show_progress=progress)
+
+
+PACK_ARCHIVE = "winnow-env.tar.gz"
+
+
+def submit_command(pipeline: str, master: str, *, pack: bool = False) -> str:
+    """The ``spark-submit`` line for ``pipeline`` (plus the ``venv-pack`` line with
+    ``pack``). Without ``pack`` every node needs this Python, with winnow, at this path."""
+    import importlib.util
+    import shlex
+
+    script = str(Path(__file__).resolve())
+    pipeline = str(Path(pipeline).resolve())  # the driver may not start in this folder
+    if not pack:
+        conf = ["--conf", f"spark.pyspark.python={sys.executable}"]
+        return shlex.join(["spark-submit", "--master", master, *conf, script, pipeline])
+    if importlib.util.find_spec("venv_pack") is None:
+        raise WinnowError("--pack needs venv-pack, which is not installed: pip install venv-pack")
+    pack_line = shlex.join(["venv-pack", "-p", sys.prefix, "-o", PACK_ARCHIVE, "--force"])
+    conf = [
+        "--archives",
+        f"{PACK_ARCHIVE}#environment",
+        "--conf",
+        "spark.pyspark.python=./environment/bin/python",
+        "--conf",
+        f"spark.pyspark.driver.python={sys.executable}",
+    ]
+    return (
+        pack_line + "\n" + shlex.join(["spark-submit", "--master", master, *conf, script, pipeline])
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    from winnow.config import load_pipeline
+
+    parser = argparse.ArgumentParser(
+        prog="winnow.runners.spark", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("pipeline")
+    parser.add_argument(
+        "--master", help="Spark master URL (default: spark-submit's, else local[*])"
+    )
+    parser.add_argument("--force", action="store_true", help="recompute completed stages")
+    args = parser.parse_args(argv)
+    try:
+        ledger = run_spark(load_pipeline(args.pipeline), master=args.master, force=args.force)
+    except WinnowError as exc:
+        print(f"winnow: error: {exc}", file=sys.stderr)
+        return 2
+    from rich.console import Console
+
+    Console().print(ledger.render())
+    return 0
+
+
+if __name__ == "__main__":
+    # Re-import by module name so the functions Spark ships are pickled by reference.
+    from winnow.runners.spark import main as _main
+
+    sys.exit(_main())
