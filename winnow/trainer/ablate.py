@@ -22,7 +22,9 @@ import numpy as np
 
 from winnow.trainer.config import (
     AblationConfig,
+    add_config_args,
     apply_overrides,
+    cli_overrides,
     load_ablation_config,
     parse_ablation_config,
     parse_train_config,
@@ -300,23 +302,11 @@ def _headline(eval_sets: list[str], summary: dict) -> list[str]:
 
 
 def add_ablate_args(parser) -> None:
-    parser.add_argument("config", help="ablation config YAML")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a key, e.g. base.train.steps=50",
-    )
-    parser.add_argument("--out", help="output directory (overrides `out`)")
+    add_config_args(parser, "ablation", "base.train.steps=50")
 
 
 def cli_ablate(args) -> int:
-    overrides = list(args.overrides or [])
-    if getattr(args, "out", None):
-        overrides.append(f"out={args.out}")
-    results = run_ablation(args.config, overrides)
+    results = run_ablation(args.config, cli_overrides(args))
     print(results["table"])
     print(f"ranking by {results['primary']}: {', '.join(results['ranking'])}")
     for p in results["plots"]:

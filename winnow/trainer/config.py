@@ -207,3 +207,25 @@ def load_ablation_config(
     if isinstance(data, dict):
         data = apply_overrides(data, overrides)
     return parse_ablation_config(data, str(path))
+
+
+def add_config_args(parser, what: str, example: str) -> None:
+    """The shared CLI shape of ``winnow train`` and ``winnow ablate``."""
+    parser.add_argument("config", help=f"{what} config YAML")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"override a config key, e.g. {example}",
+    )
+    parser.add_argument("--out", help="output directory (overrides `out`)")
+
+
+def cli_overrides(args) -> list[str]:
+    """``--set`` values plus ``--out`` as an override."""
+    overrides = list(args.overrides or [])
+    if getattr(args, "out", None):
+        overrides.append(f"out={args.out}")
+    return overrides

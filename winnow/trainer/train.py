@@ -32,7 +32,7 @@ import torch
 
 import winnow
 from winnow.errors import ConfigError
-from winnow.trainer.config import TrainConfig, load_train_config
+from winnow.trainer.config import TrainConfig, add_config_args, cli_overrides, load_train_config
 from winnow.trainer.data import BucketDataset, Loader, Schedule, get_curriculum
 from winnow.trainer.eval import evaluate, score_documents
 from winnow.trainer.model import GPT, preset
@@ -593,23 +593,11 @@ def train(cfg: TrainConfig, halt_after: int | None = None) -> dict | None:
 
 
 def add_train_args(parser) -> None:
-    parser.add_argument("config", help="train config YAML")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config key, e.g. train.steps=50",
-    )
-    parser.add_argument("--out", help="run directory (overrides `out`)")
+    add_config_args(parser, "train", "train.steps=50")
 
 
 def cli_train(args) -> int:
-    overrides = list(args.overrides or [])
-    if getattr(args, "out", None):
-        overrides.append(f"out={args.out}")
-    cfg = load_train_config(args.config, overrides)
+    cfg = load_train_config(args.config, cli_overrides(args))
     results = train(cfg)
     if results is None:
         return 1
