@@ -56,7 +56,7 @@ def test_valid_pipeline_parses():
             "unexpected keyword argument 'x'",
         ),
         (spec(stages=[{"id": "a", "use": "datatrove:NoSuchFilter"}]), "datatrove step"),
-        (spec(stages=[{"id": "a", "use": "os.path:join"}]), "not a MapStage"),
+        (spec(stages=[{"id": "a", "use": "os.path:join"}]), "is not a stage"),
     ],
 )
 def test_errors_name_the_yaml_path(data, fragment):

@@ -14,8 +14,6 @@ expensive state (a model) once per worker process.
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from functools import cache
 from typing import ClassVar
 
@@ -23,6 +21,7 @@ import numpy as np
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict
 
+from winnow.registry import import_class, scan
 from winnow.scorers.text import TextBatch
 
 
@@ -76,26 +75,13 @@ def registry() -> dict[str, type[Scorer]]:
     """Registry name -> scorer class for every built-in scorer."""
     import winnow.scorers as package
 
-    found: dict[str, type[Scorer]] = {}
-    for info in pkgutil.iter_modules(package.__path__):
-        module = importlib.import_module(f"{package.__name__}.{info.name}")
-        for obj in vars(module).values():
-            if isinstance(obj, type) and issubclass(obj, Scorer) and obj.name:
-                found[obj.name] = obj
-    return found
+    return scan(package, Scorer)
 
 
 def resolve_scorer(use: str) -> type[Scorer]:
     """The scorer class for a registry name or ``package.module:Class``; ValueError if none."""
     if ":" in use:
-        module_name, _, attr = use.partition(":")
-        try:
-            cls = getattr(importlib.import_module(module_name), attr)
-        except (ImportError, AttributeError) as exc:
-            raise ValueError(f"cannot import scorer {use!r} ({exc})") from None
-        if not (isinstance(cls, type) and issubclass(cls, Scorer)):
-            raise ValueError(f"{use!r} is not a Scorer subclass")
-        return cls
+        return import_class(use, Scorer, "scorer")
     scorers = registry()
     if use not in scorers:
         raise ValueError(

@@ -9,11 +9,10 @@ name any class by import path (``package.module:Class``) or any datatrove step a
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from functools import cache
 
 from winnow.errors import ConfigError
+from winnow.registry import import_class, scan
 from winnow.stages.base import GlobalStage, MapStage, Stage
 
 __all__ = ["GlobalStage", "MapStage", "Stage", "builtin_stages", "resolve"]
@@ -22,15 +21,9 @@ __all__ = ["GlobalStage", "MapStage", "Stage", "builtin_stages", "resolve"]
 @cache
 def builtin_stages() -> dict[str, type[Stage]]:
     """Registry name -> stage class for every built-in stage."""
-    found: dict[str, type[Stage]] = {}
-    for info in pkgutil.iter_modules(__path__):
-        if info.name == "base":
-            continue
-        module = importlib.import_module(f"{__name__}.{info.name}")
-        for obj in vars(module).values():
-            if isinstance(obj, type) and issubclass(obj, Stage) and obj.name:
-                found[obj.name] = obj
-    return found
+    import winnow.stages as package
+
+    return scan(package, Stage)
 
 
 def resolve(use: str, where: str) -> type[Stage]:
@@ -40,14 +33,10 @@ def resolve(use: str, where: str) -> type[Stage]:
 
         return datatrove_stage(use.removeprefix("datatrove:"), where)
     if ":" in use:
-        module_name, _, attr = use.partition(":")
         try:
-            cls = getattr(importlib.import_module(module_name), attr)
-        except (ImportError, AttributeError) as exc:
-            raise ConfigError(f"{where}: cannot import stage {use!r} ({exc})") from None
-        if not (isinstance(cls, type) and issubclass(cls, (MapStage, GlobalStage))):
-            raise ConfigError(f"{where}: {use!r} is not a MapStage or GlobalStage subclass")
-        return cls
+            return import_class(use, (MapStage, GlobalStage), "stage (MapStage or GlobalStage)")
+        except ValueError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
     stages = builtin_stages()
     if use not in stages:
         allowed = ", ".join(sorted(stages))

@@ -1,0 +1,32 @@
+"""Plug-in lookup shared by stages and scorers: scan a package for named classes, or
+import a class from ``package.module:Class``."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from types import ModuleType
+
+
+def scan(package: ModuleType, base: type) -> dict[str, type]:
+    """Registry name -> class for every ``base`` subclass with a non-empty ``name``
+    defined in the modules of ``package``."""
+    found: dict[str, type] = {}
+    for info in pkgutil.iter_modules(package.__path__):
+        module = importlib.import_module(f"{package.__name__}.{info.name}")
+        for obj in vars(module).values():
+            if isinstance(obj, type) and issubclass(obj, base) and getattr(obj, "name", ""):
+                found[obj.name] = obj
+    return found
+
+
+def import_class(use: str, base: type | tuple[type, ...], kind: str) -> type:
+    """The class named by ``package.module:Class``; ValueError naming the problem."""
+    module_name, _, attr = use.partition(":")
+    try:
+        cls = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ValueError(f"cannot import {kind} {use!r} ({exc})") from None
+    if not (isinstance(cls, type) and issubclass(cls, base)):
+        raise ValueError(f"{use!r} is not a {kind} class")
+    return cls
