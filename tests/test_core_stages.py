@@ -5,6 +5,7 @@ import random
 
 import pyarrow as pa
 import pytest
+from arrow_files import write_parts
 
 from winnow.stages import resolve
 from winnow.stages.base import Materialized
@@ -70,16 +71,7 @@ def test_sample_is_seeded_nested_and_near_fraction():
 
 
 def write_files(tmp_path, rows, n_files):
-    files = []
-    tmp_path.mkdir(exist_ok=True)
-    for i in range(n_files):
-        part = rows[i::n_files]
-        path = tmp_path / f"in-{i}.arrow"
-        table = pa.Table.from_pylist(part)
-        with pa.ipc.new_file(str(path), table.schema) as w:
-            w.write_table(table)
-        files.append(path)
-    return Materialized(files)
+    return Materialized(write_parts(tmp_path, rows, n_files))
 
 
 def run_select(tmp_path, rows, n_files=3, **params):

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pytest
+from arrow_files import write_parts
 
 from winnow.errors import InputError
 from winnow.kernels.decompose import chunk_owners, greedy_plan
@@ -60,14 +61,7 @@ SCHEMA = pa.schema(
 
 
 def write_files(folder: Path, docs: list[dict], parts: int, schema=SCHEMA) -> list[Path]:
-    folder.mkdir(parents=True, exist_ok=True)
-    files = []
-    for i in range(parts):
-        path = folder / f"part-{i:05d}.arrow"
-        with pa.ipc.new_file(str(path), schema) as writer:
-            writer.write_table(pa.Table.from_pylist(docs[i::parts], schema=schema))
-        files.append(path)
-    return files
+    return write_parts(folder, docs, parts, schema)
 
 
 def decompose(run: Path, files: list[Path], seed: int = 0, **params) -> tuple[pa.Table, dict]:

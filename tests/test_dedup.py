@@ -9,6 +9,7 @@ import random
 import numpy as np
 import pyarrow as pa
 import pytest
+from arrow_files import write_parts
 from datasketch.lsh import _optimal_param
 from pydantic import ValidationError
 from scipy import sparse
@@ -24,14 +25,7 @@ from winnow.stages.dedup import ExactDedup, MinhashDedup
 
 def materialize(tmp_path, rows: list[dict], n_files: int, name: str = "in") -> Materialized:
     """Write ``rows`` round-robin into ``n_files`` Arrow IPC files."""
-    schema = pa.Table.from_pylist(rows).schema
-    files = []
-    for i in range(n_files):
-        path = tmp_path / f"{name}-{n_files}-{i}.arrow"
-        with pa.ipc.new_file(str(path), schema) as writer:
-            writer.write_table(pa.Table.from_pylist(rows[i::n_files], schema=schema))
-        files.append(path)
-    return Materialized(files, schema)
+    return Materialized(write_parts(tmp_path, rows, n_files, prefix=f"{name}-{n_files}"))
 
 
 def run(cls, data, tmp_path, **params):

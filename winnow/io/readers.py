@@ -869,14 +869,18 @@ def unify_schemas(schemas: list[pa.Schema]) -> pa.Schema:
     """One schema for tables read from different chunks of the same input.
 
     Fields in order of first appearance; a type seen with null is that type; int64
-    with float64 is float64; any other disagreement is string.
+    with float64 is float64; any other disagreement is string. Field metadata (e.g.
+    the tokenizer hash on ``tokens``) is kept from a field's first appearance.
     """
     types: dict[str, pa.DataType] = {}
+    metadata: dict[str, dict | None] = {}
     for schema in schemas:
         for field in schema:
             old = types.get(field.name)
             types[field.name] = field.type if old is None else _merge_types(old, field.type)
-    return pa.schema(list(types.items()))
+            metadata.setdefault(field.name, field.metadata)
+    fields = [pa.field(name, t, metadata=metadata[name]) for name, t in types.items()]
+    return pa.schema(fields, metadata=schemas[0].metadata if schemas else None)
 
 
 def _merge_types(a: pa.DataType, b: pa.DataType) -> pa.DataType:
