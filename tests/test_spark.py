@@ -127,8 +127,7 @@ def test_parity_with_local_runner(tmp_path, spark, caplog):
     local = run_pipeline(spec(tmp_path, "local"), workers=1, progress=False)
     with caplog.at_level(logging.WARNING, logger="winnow.spark"):
         ledger = SparkRunner(spec(tmp_path, "spark"), spark).run()
-    assert "'near' (minhash_dedup): no Spark backend yet; ran on the driver" in caplog.text
-    assert "'exact'" not in caplog.text and "'top'" not in caplog.text  # native backends
+    assert "ran on the driver" not in caplog.text  # exact, near and top are native
     assert ledger.to_json() == local.to_json()
     a, b = snapshot(tmp_path / "local"), snapshot(tmp_path / "spark")
     assert b["data"].equals(a["data"])  # same rows, columns, types and order
@@ -257,3 +256,66 @@ def test_spark_submit_line(capsys):
     assert "spark-submit --master yarn" in line
     assert f"spark.pyspark.python={sys.executable}" in line
     assert "winnow/runners/spark.py" in line and "pipelines/demo.yaml" in line
+
+
+def test_connected_components_match_scipy(spark):
+    """Large-star / small-star labels every node with its component's smallest node;
+    a long path needs several rounds."""
+    import numpy as np
+
+    from winnow.kernels import clusters
+    from winnow.runners.spark import connected_components
+
+    rng = np.random.default_rng(5)
+    n = 300
+    src, dst = rng.integers(0, n, 120), rng.integers(0, n, 120)
+    path = rng.permutation(n)[:60]  # a 60-node chain in random order
+    src, dst = np.concatenate([src, path[:-1]]), np.concatenate([dst, path[1:]])
+    loops = src == dst
+    edges = spark.createDataFrame(
+        [(int(a), int(b)) for a, b in zip(src[~loops], dst[~loops], strict=True)], "a long, b long"
+    )
+    got = {r["a"]: r["b"] for r in connected_components(edges).collect()}
+    labels = clusters.components(n, src, dst)
+    smallest = {lab: int(np.flatnonzero(labels == lab).min()) for lab in np.unique(labels)}
+    want = {v: smallest[labels[v]] for v in range(n) if smallest[labels[v]] != v}
+    assert got == want
+
+
+def test_minhash_native_and_verify_fallback(tmp_path, spark, caplog):
+    """``keep: oldest`` runs natively; a second stage with ``verify: jaccard`` runs on
+    the driver (and replaces cluster_id/cluster_size in place): same bytes as locally."""
+    from winnow.runners.spark import SparkRunner
+
+    near = {"bands": 10, "rows": 5, "keep": "oldest", "keep_column": "src"}
+    stages = [
+        {"id": "norm", "use": "normalize"},
+        {"id": "near", "use": "minhash_dedup", "params": near},
+        {"id": "check", "use": "minhash_dedup", "params": {"verify": "jaccard", "ngram": 2}},
+    ]
+    write_corpus(tmp_path / "in", n_docs=400, bad_lines=False)
+    local = run_pipeline(spec(tmp_path, "local", stages), workers=1, progress=False)
+    with caplog.at_level(logging.WARNING, logger="winnow.spark"):
+        ledger = SparkRunner(spec(tmp_path, "spark", stages), spark).run()
+    assert "'near'" not in caplog.text
+    assert "'check' (minhash_dedup): verify: jaccard has no Spark backend yet" in caplog.text
+    assert ledger.to_json() == local.to_json()
+    assert ledger.to_json()["stages"]["near"]["rejected"]["near_duplicate_of"] > 0
+    assert arrow_bytes(tmp_path / "spark") == arrow_bytes(tmp_path / "local")
+
+
+def test_minhash_without_candidates(tmp_path, spark):
+    """No candidate edges at all (distinct texts, an empty one): every row kept, as a
+    singleton cluster, as locally."""
+    from winnow.runners.spark import SparkRunner
+
+    (tmp_path / "in").mkdir()
+    rows = [{"id": "a", "text": "one two three four five six"}, {"id": "b", "text": ""}]
+    rows.append({"id": "c", "text": "seven eight nine ten eleven twelve"})
+    (tmp_path / "in" / "x.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    stages = [{"id": "near", "use": "minhash_dedup"}]
+    local = run_pipeline(spec(tmp_path, "local", stages), workers=1, progress=False)
+    ledger = SparkRunner(spec(tmp_path, "spark", stages), spark).run()
+    assert ledger.to_json() == local.to_json()
+    assert ledger.to_json()["stages"]["near"]["stats"]["candidate_edges"] == 0
+    assert arrow_bytes(tmp_path / "spark") == arrow_bytes(tmp_path / "local")

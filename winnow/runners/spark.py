@@ -10,10 +10,13 @@
   (``spark.python.worker.reuse``, the default). Errors a user can cause come back
   as records, not exceptions, so Spark does not retry them; the driver raises them.
 - **global passes**: stages with a Spark backend in ``SPARK_BACKENDS`` (``select``,
-  ``exact_dedup``) read the parent parts into a DataFrame, decide with window
-  functions (key math shared with the local backend) and write their parts from
-  the executors, one part per input part, rows in input order: the same layout as
-  locally. Other global stages run their local ``run()`` on the driver over the
+  ``exact_dedup``, ``minhash_dedup`` without ``verify``) read the parent parts into
+  a DataFrame, decide with DataFrame operations (key math shared with the local
+  backend: xxh3 keys, MinHash signatures and band keys, star edges to the smallest
+  id, keep order; connected components by large-star / small-star rounds) and
+  write their parts from the executors, one part per input part, rows in input
+  order: the same layout as locally. Other global stages (and a backend's
+  ``fallback(stage)`` cases) run their local ``run()`` on the driver over the
   materialised parts, with a warning.
 
 Executors write into the run directory, so it must be on a filesystem they all
@@ -169,6 +172,15 @@ def _keys_frame(df, data: Materialized, fields: dict[str, pa.DataType], compute:
     return df.mapInArrow(keys, spark_schema(out))
 
 
+def materialise(df):
+    """Compute ``df`` once and cut its lineage: a reliable checkpoint when the session
+    has a checkpoint directory (``sc.setCheckpointDir``, advised on clusters: it
+    survives a lost executor), else a local one (executor storage)."""
+    if df.sparkSession.sparkContext.getCheckpointDir():
+        return df.checkpoint(eager=True)
+    return df.localCheckpoint(eager=True)
+
+
 def spark_select(stage, df, data: Materialized):
     """``select``: score in the workers (DuckDB, as locally), rank with window functions."""
     from pyspark.sql import Window
@@ -233,15 +245,11 @@ def spark_exact_dedup(stage, df, data: Materialized):
         return out
 
     keys = _keys_frame(df, data, {"h1": pa.int64(), "h2": pa.int64()}, compute)
+    keys = materialise(keys)  # hashed once, not once per use (check, kept, rejected)
     _check_unique_ids(keys)
     if p.keep_column:
         keys = keys.join(df.select(FILE, ROW, F.col(p.keep_column).alias("_k")), [FILE, ROW])
-    k = F.col("_k")
-    order = {
-        "lowest_id": [],
-        "highest_score": [k.desc_nulls_last()],
-        "oldest": [k.asc_nulls_last()],
-    }[p.keep] + [F.col(ID).asc()]
+    order = _keep_order(p.keep)
     single = F.when(F.col("h1").isNull(), F.struct(FILE, ROW))  # null keys: own group
     group = Window.partitionBy("h1", "h2", single)
     decided = keys.select(
@@ -253,17 +261,166 @@ def spark_exact_dedup(stage, df, data: Materialized):
     )
     joined = df.join(decided, [FILE, ROW])
     keep = F.col("_kept_id") == F.col("_id")
-    kept_cols = [F.col(c) for c in df.columns if c != "dup_count"]
-    if "dup_count" in data.schema.names:  # replaced in place, as set_column does
-        at = df.columns.index("dup_count")
-        kept_cols.insert(at, F.col("_dup_count").alias("dup_count"))
-    else:
-        kept_cols.append(F.col("_dup_count").alias("dup_count"))
-    kept = joined.where(keep).select(*kept_cols)
-    reason = F.concat(F.lit("exact_duplicate_of:"), F.col("_kept_id"))
-    rejected_cols = [F.col(c) for c in df.columns if c != REASON]
-    rejected = joined.where(~keep).select(*rejected_cols, reason.alias("_reason"))
+    kept = joined.where(keep).select(*_set_columns(df, {"dup_count": F.col("_dup_count")}))
+    rejected = _rejected(df, joined.where(~keep), "exact_duplicate_of:", F.col("_kept_id"))
     return kept, rejected, {"exact_duplicates": None}  # None: the rejected row count
+
+
+def _keep_order(keep: str) -> list:
+    """The Spark twin of ``clusters.keep_order_sql`` over ``_k`` (the keep column)."""
+    from pyspark.sql import functions as F
+
+    k = F.col("_k")
+    first = {
+        "lowest_id": [],
+        "highest_score": [k.desc_nulls_last()],
+        "oldest": [k.asc_nulls_last()],
+    }
+    return first[keep] + [F.col(ID).asc()]
+
+
+def _set_columns(df, added: dict) -> list:
+    """``df``'s columns with ``added`` ones replaced in place or appended, as
+    ``set_column`` does locally."""
+    from pyspark.sql import functions as F
+
+    cols = [added[c].alias(c) if c in added else F.col(c) for c in df.columns]
+    return cols + [col.alias(name) for name, col in added.items() if name not in df.columns]
+
+
+def _rejected(df, rows, prefix: str, kept_id):
+    """The rejected rows with ``_reason`` = ``prefix`` + the kept row's id."""
+    from pyspark.sql import functions as F
+
+    reason = F.concat(F.lit(prefix), kept_id).alias("_reason")
+    return rows.select(*[F.col(c) for c in df.columns if c != REASON], reason)
+
+
+def spark_minhash_dedup(stage, df, data: Materialized):
+    """``minhash_dedup`` (``verify: none``): signatures and band keys in the workers
+    (``winnow.kernels.minhash``), star edges from a window per (band, key), connected
+    components by large-star / small-star rounds, keep policy by a window per component.
+
+    Documents are numbered by position (``_file << 32 | _row``): component labels
+    never reach the output, while each bucket's centre is its smallest *id*, as in
+    ``clusters.STAR_EDGES_SQL``, so the candidate edges (and their count) are the
+    local stage's.
+    """
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    from winnow.kernels.minhash import band_keys
+    from winnow.stages.dedup import _require
+
+    p = stage.params
+    _require(data, [ID, p.column, p.keep_column])
+    bands, rows, _ = p.lsh()
+    hasher = stage.hasher()
+
+    def compute(table):
+        sig, count = hasher.signatures(table[p.column])
+        keys = band_keys(sig, bands, rows).view(np.int64)
+        offsets = pa.array(np.arange(0, keys.size + 1, bands, dtype=np.int32))
+        lists = pa.ListArray.from_arrays(offsets, pa.array(keys.ravel()), mask=pa.array(count == 0))
+        out = {"_bands": lists}
+        if p.keep_column:
+            out["_k"] = table[p.keep_column]
+        return out
+
+    fields = {"_bands": pa.list_(pa.int64())}
+    if p.keep_column:
+        fields["_k"] = data.schema.field(p.keep_column).type
+    node = (F.shiftleft(F.col(FILE), 32) + F.col(ROW)).alias("_node")
+    # Materialised once: signatures are the costly part, and the frame is used twice.
+    keys = materialise(_keys_frame(df, data, fields, compute).select("*", node))
+    _check_unique_ids(keys)
+
+    bucket = Window.partitionBy("band", "key")
+    centre = F.min(F.struct(F.col(ID), F.col("_node"))).over(bucket)["_node"]
+    members = keys.select("_node", ID, F.posexplode("_bands").alias("band", "key"))
+    edges = members.select(F.col("_node").alias("a"), centre.alias("b")).where("a <> b").distinct()
+    edges = materialise(edges)
+    stats = {"near_duplicates": None, "candidate_edges": float(edges.count())}
+    roots = connected_components(edges)  # (a, b): node a's component is labelled b
+    labels = roots.unionByName(roots.select(F.col("b").alias("a"), "b").distinct())
+
+    order = _keep_order(p.keep)
+    component = Window.partitionBy("b")
+    keep_col = ["_k"] if p.keep_column else []
+    docs = keys.select(FILE, ROW, ID, F.col("_node").alias("a"), *keep_col)
+    grouped = labels.join(docs, "a")
+    decided = grouped.select(
+        FILE,
+        ROW,
+        F.count(F.lit(1)).over(component).alias("_size"),
+        F.min(ID).over(component).alias("_cluster"),
+        F.first(ID).over(component.orderBy(*order)).alias("_kept_id"),
+    )
+    joined = df.join(decided, [FILE, ROW], "left")
+    keep = F.col("_kept_id").isNull() | (F.col("_kept_id") == F.col(ID).cast("string"))
+    added = {
+        "cluster_id": F.coalesce(F.col("_cluster"), F.col(ID).cast("string")),
+        "cluster_size": F.coalesce(F.col("_size"), F.lit(1).cast("long")),
+    }
+    kept = joined.where(keep).select(*_set_columns(df, added))
+    rejected = _rejected(df, joined.where(~keep), "near_duplicate_of:", F.col("_kept_id"))
+    return kept, rejected, stats
+
+
+def _minhash_fallback(stage) -> str | None:
+    if stage.params.verify != "none":
+        return f"verify: {stage.params.verify} has no Spark backend yet"
+    return None
+
+
+spark_minhash_dedup.fallback = _minhash_fallback
+
+
+def connected_components(edges, max_rounds: int = 100):
+    """Connected components of an undirected ``(a, b)`` long edge frame, by alternating
+    large-star and small-star rounds (Kiveris et al., "Connected Components in
+    MapReduce and Beyond", SoCC 2014): O(log n) rounds, each two shuffles of the
+    edges. Returns ``(a, b)``: every non-minimal node ``a`` of a component once, with
+    ``b`` the component's smallest node. Isolated nodes do not appear.
+
+    Each round's edges are materialised (checkpointed): the convergence test reads
+    them anyway, and it keeps the lineage (and plan analysis) from growing per round.
+    """
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    a, b = F.col("a"), F.col("b")
+    by_u = Window.partitionBy("u")
+    for i in range(max_rounds):
+        # Large star: link every larger neighbour of u to u's smallest neighbour (or u).
+        both = edges.select(a.alias("u"), b.alias("v")).unionByName(
+            edges.select(b.alias("u"), a.alias("v"))
+        )
+        large = (
+            both.select("u", "v", F.least(F.min("v").over(by_u), F.col("u")).alias("m"))
+            .where("v > u")
+            .select(F.col("v").alias("a"), F.col("m").alias("b"))
+            .distinct()
+        )
+        # Small star: link u and its smaller neighbours to the smallest of them.
+        by_a = Window.partitionBy("a")
+        small = large.select("a", "b", F.min("b").over(by_a).alias("m"))
+        edges = (
+            small.select(b.alias("a"), F.col("m").alias("b"))
+            .where("a <> b")
+            .unionByName(small.select("a", F.col("m").alias("b")))
+            .distinct()
+        )
+        edges = materialise(edges)
+        # Converged when the edges are stars: one edge per member, no centre is a member.
+        roles = edges.select(a.alias("n"), F.lit(1).alias("member")).unionByName(
+            edges.select(b.alias("n"), F.lit(0).alias("member"))
+        )
+        per_node = roles.groupBy("n").agg(F.sum("member").alias("m"), F.count("*").alias("all"))
+        if per_node.where("m > 1 OR (m = 1 AND all > 1)").isEmpty():
+            log.info("connected components: %d rounds", i + 1)
+            return edges
+    raise WinnowError(f"connected components did not converge in {max_rounds} rounds")
 
 
 def _check_unique_ids(keys) -> None:
@@ -278,6 +435,7 @@ def _check_unique_ids(keys) -> None:
 SPARK_BACKENDS: dict[str, Callable] = {
     "select": spark_select,
     "exact_dedup": spark_exact_dedup,
+    "minhash_dedup": spark_minhash_dedup,
 }
 
 
@@ -366,12 +524,10 @@ class SparkRunner(LocalRunner):
 
     def _run_global_stage(self, stage, data: Materialized, pass_dir: Path, advance) -> StageCount:
         backend = SPARK_BACKENDS.get(stage.name)
-        if backend is None:
-            log.warning(
-                "stage %r (%s): no Spark backend yet; ran on the driver",
-                stage.stage_id,
-                stage.name,
-            )
+        fallback = getattr(backend, "fallback", lambda _: None)
+        why = "no Spark backend yet" if backend is None else fallback(stage)
+        if why:
+            log.warning("stage %r (%s): %s; ran on the driver", stage.stage_id, stage.name, why)
             return super()._run_global_stage(stage, data, pass_dir, advance)
         if data.num_rows == 0:  # nothing to distribute; keeps the local empty-output layout
             return super()._run_global_stage(stage, data, pass_dir, advance)
