@@ -46,9 +46,18 @@ def cmd_spark_submit(args) -> int:
 
 
 def cmd_validate(args) -> int:
+    import yaml
+
     from winnow.config import load_pipeline
+    from winnow.errors import ConfigError
     from winnow.runners.common import make_plan
 
+    try:
+        data = yaml.safe_load(Path(args.pipeline).read_text())
+    except (OSError, yaml.YAMLError):
+        data = None  # load_pipeline reports these with the file and line
+    if isinstance(data, dict) and "variants" in data and "stages" not in data:
+        raise ConfigError(f"{args.pipeline}: an ablation config; run it with `winnow ablate`")
     spec = load_pipeline(args.pipeline)
     plan, _ = make_plan(spec)
     console.print(f"[green]ok[/green] {args.pipeline}: {len(spec.stages)} stages")
@@ -71,7 +80,11 @@ def cmd_stages(args) -> int:
         for col in ("param", "type", "default", "help"):
             table.add_column(col)
         for pname, field in cls.Params.model_fields.items():
-            default = "required" if field.is_required() else repr(field.default)
+            default = (
+                "required"
+                if field.is_required()
+                else repr(field.get_default(call_default_factory=True))
+            )
             hint = getattr(field.annotation, "__name__", None) or str(field.annotation)
             table.add_row(pname, hint.replace("typing.", ""), default, field.description or "")
         console.print(table)
