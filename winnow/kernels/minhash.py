@@ -62,6 +62,7 @@ _CHAR_SALT = 0x243F6A8885A308D3  # keeps code point 0 from hashing to 0
 _WORD_SALT = 0x13198A2E03707344  # seeds the per-position byte weights of the word hash
 _LEN_MULT = 0xA4093822299F31D1  # mixes the length into the word hash
 _BLOCK = 1 << 16  # shingles per signature block: ~256 KiB of uint32, stays in L2
+_CHUNK = 1 << 16  # elements per chunk of element-wise passes (512 KiB of uint64)
 
 # RE2 patterns (Arrow) and their Python twins.
 _DIGITS = r"\p{Nd}+(?:[.,،٫⎖⎗⎘]\p{Nd}+)?"
@@ -85,14 +86,22 @@ class TextNorm:
 
 
 def _fmix(x: np.ndarray, shifts: tuple[int, int, int], mults: tuple[int, int]) -> np.ndarray:
-    """murmur3's finaliser, in place (big temporaries cost more in page faults than
-    in arithmetic), on a uint32 or uint64 array that the caller owns."""
-    t = np.empty_like(x)
-    for i, shift in enumerate(shifts):
-        np.right_shift(x, x.dtype.type(shift), out=t)
-        x ^= t
-        if i < 2:
-            x *= x.dtype.type(mults[i])
+    """murmur3's finaliser, in place, on a uint32 or uint64 array that the caller owns.
+    All seven steps run on one cache-sized chunk before the next: big arrays would
+    otherwise go through memory seven times, and need as big a temporary."""
+    if x.flags.c_contiguous:
+        flat = x.reshape(-1)  # a view
+        chunks = [flat[lo : lo + _CHUNK] for lo in range(0, flat.size, _CHUNK)]
+    else:
+        chunks = [x]
+    t = np.empty(max((c.size for c in chunks), default=0), x.dtype)
+    for c in chunks:
+        u = t[: c.size].reshape(c.shape)
+        for i, shift in enumerate(shifts):
+            np.right_shift(c, x.dtype.type(shift), out=u)
+            c ^= u
+            if i < 2:
+                c *= x.dtype.type(mults[i])
     return x
 
 
@@ -230,32 +239,69 @@ _ASCII_SPACE[[9, 10, 11, 12, 13, 32, 28, 29, 30, 31]] = True
 _ASCII_PUNCT = np.array([c < 128 and not chr(c).isalnum() for c in range(256)])  # P*, S*, Cc
 
 
+def _ascii_digits(data: np.ndarray, first: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The digit rule on ASCII bytes: ``(byte of each replacement "0", bytes it drops)``.
+
+    Like the regex ``\\d+(?:[.,]\\d+)?`` scanned left to right: a digit run and, when one
+    ``.`` or ``,`` and another run follow, that run too become one ``0``. In a chain of
+    runs joined that way, runs pair up from the left (``1.2.3`` -> ``0.0``). ``first``
+    marks the first byte of every token, where no run continues.
+    """
+    digit = (data - np.uint8(48)) <= np.uint8(9)
+    run_start = digit & first[: len(data)]
+    run_start[1:] |= digit[1:] & ~digit[:-1]
+    runs = np.flatnonzero(run_start)
+    drop = digit & ~run_start
+    # A run is joined to the previous one by the byte before it: "." or ",", in the
+    # same token, after a digit; it is absorbed when that run is not absorbed itself.
+    joined = runs >= 2
+    before = np.maximum(runs - 1, 0)
+    joined &= ~first[runs] & ~first[before] & ((data[before] == 46) | (data[before] == 44))
+    joined &= digit[np.maximum(runs - 2, 0)]
+    head = np.maximum.accumulate(np.where(joined, 0, np.arange(len(runs))))
+    absorbed = joined & ((np.arange(len(runs)) - head) % 2 == 1)
+    drop[runs[absorbed]] = True
+    drop[runs[absorbed] - 1] = True
+    return runs[~absorbed], drop
+
+
 def _unique_words(uniq: pa.Array, norm: TextNorm) -> tuple[np.ndarray, np.ndarray]:
     """Normalise and split each unique raw token: ``(word hashes, words per token)``.
 
-    Pure-ASCII tokens without digits are done with byte tables in numpy; the others
-    (non-ASCII, digits) go through the Arrow normalisation, which is Unicode-aware.
+    Pure-ASCII tokens are done with byte tables in numpy (digits included); the others
+    go through the Arrow normalisation, which is Unicode-aware.
     """
     data, offs = _utf8(uniq)
     lengths = np.diff(offs)
-    special_byte = data >= 0x80
-    if norm.digits:
-        special_byte |= (data >= 48) & (data <= 57)
-    special = np.diff(_offsets(special_byte)[offs]) > 0
+    special = np.zeros(len(uniq), bool)
+    special[np.searchsorted(offs, np.flatnonzero(data >= 0x80), side="right") - 1] = True
 
-    # ASCII tokens: lowercase, then cut at separator bytes.
+    # ASCII tokens: lowercase, digit runs -> "0", then cut at separator bytes.
+    first = np.zeros(len(data) + 1, bool)
+    first[offs] = True
     sep = _ASCII_SPACE | _ASCII_PUNCT if norm.punctuation else _ASCII_SPACE
-    word = ~sep[data] & np.repeat(~special, lengths)
-    first = np.zeros(len(data), bool)
-    first[offs[:-1][lengths > 0]] = True
-    start = word & (first | ~np.concatenate([[False], word[:-1]]))
-    kept = (_LOWER[data] if norm.lowercase else data)[word]
-    piece_start = np.flatnonzero(start[word])
+    word = ~sep[data]
+    values = _LOWER[data] if norm.lowercase else data
+    drop = None
+    if norm.digits:
+        zeros, drop = _ascii_digits(data, first)
+        values = values.copy() if values is data else values
+        values[zeros] = 48
+        word |= drop  # a joining "." or "," is inside its "0"
+    if special.any():
+        word &= np.repeat(~special, lengths)
+    kept_mask = word if drop is None else word & ~drop
+    start = word & first[:-1]
+    start[1:] |= word[1:] & ~word[:-1]
+    kept = values[kept_mask]
+    piece_start = np.flatnonzero(start[kept_mask])
     ascii_owner = np.searchsorted(offs, np.flatnonzero(start), side="right") - 1
     ascii_hash = hash_bytes(kept, np.append(piece_start, len(kept)))
+    special_idx = np.flatnonzero(special)
+    if not len(special_idx):
+        return ascii_hash, np.bincount(ascii_owner, minlength=len(uniq)).astype(np.int64)
 
     # Other tokens: the full Arrow normalisation, then split on any whitespace.
-    special_idx = np.flatnonzero(special)
     parts = pc.split_pattern_regex(_normalize_chars(uniq.take(special_idx), norm), _SPACE)
     words = parts.flatten()
     nonempty = pc.greater(pc.binary_length(words), 0)
@@ -320,12 +366,21 @@ def ngram_hashes(tokens: np.ndarray, offsets: np.ndarray, n: int) -> tuple[np.nd
     lengths = np.diff(offsets)
     count = np.where(lengths >= n, lengths - n + 1, (lengths > 0).astype(np.int64))
     mult = np.uint64(_POLY)
-    # Roll over the whole batch with contiguous slices: window i covers tokens i..i+n-1.
-    padded = np.concatenate([tokens, np.zeros(n - 1, np.uint64)])
-    h = padded[: len(tokens)].copy()
-    for k in range(1, n):
-        h *= mult
-        h += padded[k : k + len(tokens)]
+    # Roll over the whole batch with contiguous slices: window i covers tokens i..i+n-1
+    # (the last n-1 windows of the batch stay partial: they are never kept). One
+    # cache-sized chunk at a time; the finaliser is applied after the selection.
+    total = len(tokens)
+    h = np.empty(total, np.uint64)
+    for lo in range(0, total, _CHUNK):
+        hi = min(lo + _CHUNK, total)
+        chunk = h[lo:hi]
+        chunk[:] = tokens[lo:hi]
+        for k in range(1, n):
+            m = min(hi, total - k) - lo
+            if m <= 0:
+                break
+            chunk[:m] *= mult
+            chunk[:m] += tokens[lo + k : lo + k + m]
     # Keep the windows that end inside their document; a short document's one
     # shingle (all its words) takes the slot of its first window.
     keep = np.ones(len(tokens), bool)
