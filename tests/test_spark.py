@@ -319,3 +319,186 @@ def test_minhash_without_candidates(tmp_path, spark):
     assert ledger.to_json() == local.to_json()
     assert ledger.to_json()["stages"]["near"]["stats"]["candidate_edges"] == 0
     assert arrow_bytes(tmp_path / "spark") == arrow_bytes(tmp_path / "local")
+
+
+def bucket_files(run: Path, folder: str) -> dict[str, bytes]:
+    """Every file of a decompose output folder (shards and manifest), byte for byte."""
+    root = run / folder
+    return {
+        str(f.relative_to(root)): f.read_bytes() for f in sorted(root.rglob("*")) if f.is_file()
+    }
+
+
+def sink_tables(run: Path) -> dict[str, pa.Table]:
+    """Each sink's output (``data/<sink>/``) as one table."""
+    return {s.name: pa.concat_tables(tables(s)) for s in sorted((run / "data").iterdir())}
+
+
+def dag_snapshot(run: Path) -> dict:
+    """``snapshot`` for a run with several sinks."""
+    return {
+        "data": sink_tables(run),
+        "rejected": {  # parts may differ in columns (a malformed line's own fields)
+            s.name: sorted(
+                (i, r)
+                for t in tables(s)
+                for i, r in zip(t["id"].to_pylist(), t["reason"].to_pylist(), strict=True)
+            )
+            for s in sorted((run / "rejected").iterdir())
+            if any(s.glob("*.arrow"))
+        },
+        "ledger": json.loads((run / "ledger.json").read_text()),
+        "parts": sorted(str(p.relative_to(run)) for p in run.glob("stages/*/part-*")),
+        "outputs": json.loads((run / "manifest.json").read_text())["outputs"],
+    }
+
+
+def dag_bytes(run: Path) -> dict[str, bytes]:
+    """``arrow_bytes`` for a run with several sinks (``data/<sink>/shard-*``)."""
+    files = [
+        *run.glob("stages/*/part-*.arrow"),
+        *run.glob("rejected/*/*.arrow"),
+        *run.glob("data/*/*"),
+    ]
+    return {str(f.relative_to(run)): f.read_bytes() for f in sorted(files)}
+
+
+def bucket_token_counts(run: Path, folder: str) -> dict[str, int]:
+    manifest = json.loads((run / folder / "manifest.json").read_text())
+    return {size: b["tokens"] for size, b in manifest["buckets"].items()}
+
+
+@pytest.mark.slow
+def test_demo_pipeline_parity(tmp_path, spark, caplog):
+    """The shipped demo DAG (two branches, normalize, filters, exact and MinHash dedup,
+    score, tokenize, decompose) on the demo corpus: same sinks, rows, columns, ledger,
+    buckets and bytes on Spark as locally."""
+    from winnow.config import load_pipeline
+    from winnow.demo import PIPELINE, build_corpus, train_demo_tokenizer
+    from winnow.runners.spark import SparkRunner
+
+    build_corpus(tmp_path, docs=400)
+    tokenizer = str(train_demo_tokenizer(tmp_path))
+
+    def demo_spec(out: str):
+        overrides = {  # the overrides run_demo uses
+            "input.path": str(tmp_path / "input"),
+            "output.dir": str(tmp_path / out),
+            "stages.tokenize.params.tokenizer": tokenizer,
+            "stages.tokenize_raw.params.tokenizer": tokenizer,
+        }
+        return load_pipeline(PIPELINE, overrides)
+
+    local = run_pipeline(demo_spec("local"), workers=1, progress=False)
+    with caplog.at_level(logging.WARNING, logger="winnow.spark"):
+        ledger = SparkRunner(demo_spec("spark"), spark).run()
+    for sid in ("not_empty", "exact_dedup", "near_dedup", "quality_filter"):
+        assert f"'{sid}'" not in caplog.text
+    assert ledger.to_json() == local.to_json()
+    a, b = dag_snapshot(tmp_path / "local"), dag_snapshot(tmp_path / "spark")
+    assert set(a["data"]) == {"buckets", "buckets_raw"}
+    for sink, table in a["data"].items():
+        assert table.num_rows > 0
+        assert b["data"][sink]["id"].to_pylist() == table["id"].to_pylist()  # kept ids
+        assert b["data"][sink].schema == table.schema  # columns and types
+        assert b["data"][sink].equals(table)
+    assert b == a  # rejected ids and reasons per stage, ledger, pass layout, outputs
+    stages = a["ledger"]["stages"]
+    assert sum(stages["read"]["rejected"].values()) == 6  # the malformed lines
+    assert stages["exact_dedup"]["rejected"]["exact_duplicate_of"] > 0
+    assert stages["near_dedup"]["rejected"]["near_duplicate_of"] > 0
+    a, b = tmp_path / "local", tmp_path / "spark"
+    for folder in ("buckets", "buckets-raw"):
+        assert bucket_token_counts(b, folder) == bucket_token_counts(a, folder)
+        assert sum(bucket_token_counts(a, folder).values()) > 0
+        assert bucket_files(b, folder) == bucket_files(a, folder)  # manifest included
+    assert dag_bytes(b) == dag_bytes(a)
+
+
+def write_scale_corpus(folder: Path, n_docs: int, seed: int = 11) -> None:
+    """``n_docs`` documents of 3-11 standard-library docstring sentences recombined, in
+    three sources, 2% exact copies and 2% near copies (one word changed); four files."""
+    import re
+
+    from winnow.sample_text import docstrings
+
+    sentences = sorted(
+        {
+            s
+            for d in docstrings(min_chars=50)
+            for s in re.split(r"(?<=[.!?])\s+", " ".join(d["text"].split()))
+            if 30 <= len(s) <= 300
+        }
+    )
+    rng = random.Random(seed)
+    n_copies = n_docs // 50
+    docs = []
+    for i in range(n_docs - 2 * n_copies):
+        text = " ".join(rng.sample(sentences, rng.randrange(3, 12)))
+        docs.append({"id": f"d{i:06d}", "text": text, "source": f"s{i % 3}"})
+    originals = docs[: len(docs) // 2]
+    for j in range(n_copies):
+        docs.append({**rng.choice(originals), "id": f"x{j:05d}"})
+    for j in range(n_copies):
+        words = rng.choice(originals)["text"].split()
+        words[rng.randrange(len(words))] = "changed"
+        docs.append({"id": f"n{j:05d}", "text": " ".join(words), "source": "s0"})
+    rng.shuffle(docs)
+    folder.mkdir(parents=True, exist_ok=True)
+    for f in range(4):
+        lines = [json.dumps(r) + "\n" for r in docs[f::4]]
+        (folder / f"part-{f}.jsonl").write_text("".join(lines))
+
+
+@pytest.mark.slow
+def test_parity_at_scale(tmp_path, spark):
+    """20,000 documents through exact and MinHash dedup, score, stratified token
+    selection, tokenize and decompose: same ledger, kept ids, columns, bucket token
+    counts (and bytes) on Spark as locally. (About 40 s on Spark on 2 cores.)"""
+    from winnow.io.writers import write_table
+    from winnow.runners.spark import SparkRunner
+    from winnow.tokenizer import train_tokenizer
+
+    write_scale_corpus(tmp_path / "in", 20_000)
+    sample = (tmp_path / "in" / "part-0.jsonl").read_text().splitlines()[:2000]
+    texts = pa.table({"text": [json.loads(line)["text"] for line in sample]})
+    write_table(tmp_path / "tokenizer-text.arrow", texts)
+    tokenizer = train_tokenizer([tmp_path / "tokenizer-text.arrow"], tmp_path / "tok.json", 512)
+    scorers = [{"use": "gopher_quality"}, {"use": "fineweb_quality"}]
+    top = {"by": "gopher_mean_word_len", "token_fraction": 0.8, "stratify": "source"}
+    stages = [
+        {"id": "exact", "use": "exact_dedup"},
+        {"id": "near", "use": "minhash_dedup", "params": {"bands": 14, "rows": 8}},
+        {"id": "quality", "use": "score", "params": {"scorers": scorers}},
+        {"id": "top", "use": "select", "params": top},
+        {"id": "tok", "use": "tokenize", "params": {"tokenizer": str(tokenizer)}},
+        {"id": "buckets", "use": "decompose", "params": {"min_log2": 4, "max_log2": 9}},
+    ]
+
+    def scale_spec(out: str):
+        return parse_pipeline(
+            {
+                "name": "scale",
+                "input": {"path": str(tmp_path / "in")},
+                "output": {"dir": str(tmp_path / out)},
+                "runner": {"chunk_rows": 5000, "progress": False},
+                "stages": stages,
+            }
+        )
+
+    local = run_pipeline(scale_spec("local"), workers=1, progress=False)
+    ledger = SparkRunner(scale_spec("spark"), spark).run()
+    assert ledger.to_json() == local.to_json()
+    a, b = snapshot(tmp_path / "local"), snapshot(tmp_path / "spark")
+    assert b["data"]["id"].to_pylist() == a["data"]["id"].to_pylist()  # kept ids
+    assert b["data"].schema == a["data"].schema  # columns and types
+    assert b == a
+    counts = local.to_json()["stages"]
+    assert counts["read"]["in"] >= 20_000
+    assert counts["exact"]["rejected"]["exact_duplicate_of"] >= 390
+    assert counts["near"]["rejected"]["near_duplicate_of"] >= 350
+    assert counts["top"]["rejected"]["not_selected"] > 0
+    a, b = tmp_path / "local", tmp_path / "spark"
+    assert bucket_token_counts(b, "buckets") == bucket_token_counts(a, "buckets")
+    assert bucket_files(b, "buckets") == bucket_files(a, "buckets")
+    assert arrow_bytes(b) == arrow_bytes(a)
