@@ -3,7 +3,6 @@ task retries, bad input."""
 
 import json
 import logging
-import os
 import random
 import sys
 from pathlib import Path
@@ -19,27 +18,6 @@ from winnow.runners.local import run_pipeline
 pytestmark = pytest.mark.spark
 
 VOCAB = [f"w{i}" for i in range(400)]
-
-
-@pytest.fixture(scope="session")
-def spark():
-    """One session for the whole run; ``local[2,3]``: 2 cores, a task may fail 3 times."""
-    pytest.importorskip("pyspark")
-    from winnow.runners.spark import get_session
-
-    os.environ["PYSPARK_PYTHON"] = sys.executable
-    session = get_session(
-        "local[2,3]",
-        app_name="winnow-tests",
-        conf={
-            "spark.ui.enabled": "false",
-            "spark.ui.showConsoleProgress": "false",
-            "spark.sql.shuffle.partitions": "4",
-        },
-    )
-    session.sparkContext.setLogLevel("ERROR")
-    yield session
-    session.stop()
 
 
 def write_corpus(folder: Path, n_docs=1500, bad_lines=True) -> None:
