@@ -11,7 +11,8 @@ Example::
         output: quality
 
 Fitting reads each input column once (DuckDB-free, numpy over the materialised Arrow
-files); the output keeps every row and column in input order and adds ``output``.
+files; the fitted statistics do not depend on row order, see ``fit``); the output
+keeps every row and column in input order and adds ``output``.
 The fitted normalisers and weights are written to ``combine-<stage id>.json`` in the
 run directory. See :mod:`winnow.scorers.combine` for the math and the weights hook.
 """
@@ -68,28 +69,36 @@ class Combine(GlobalStage):
     name = "combine"
     Params = CombineParams
 
-    def run(self, data: Materialized, workdir: Path) -> Iterator[Output]:
-        p = self.params
-        weights = load_weights(p.weights, f"{self.stage_id}.params.weights")
-        missing = [c for c in weights if c not in data.schema.names]
+    def weights(self, schema: pa.Schema) -> dict[str, float]:
+        """Column -> weight, checked against the input ``schema``."""
+        weights = load_weights(self.params.weights, f"{self.stage_id}.params.weights")
+        missing = [c for c in weights if c not in schema.names]
         if missing:
             raise ConfigError(
                 f"{self.stage_id}: combine input columns not found: {', '.join(missing)} "
-                f"(available: {', '.join(data.schema.names)})"
+                f"(available: {', '.join(schema.names)})"
             )
+        return weights
+
+    def method(self, column: str) -> Method:
+        return self.params.per_column.get(column, self.params.normalize)
+
+    def run(self, data: Materialized, workdir: Path) -> Iterator[Output]:
+        p = self.params
+        weights = self.weights(data.schema)
         columns = list(weights)
         fitted = {}
         for name in columns:
             parts = [_values(t.column(name)) for t in data.tables(columns=[name])]
             values = np.concatenate(parts) if parts else np.zeros(0)
-            fitted[name] = fit(values, p.per_column.get(name, p.normalize))
-        self._write_summary(weights, fitted)
+            fitted[name] = fit(values, self.method(name))
+        self.write_summary(weights, fitted)
         for table in data.tables():
             cols = {name: _values(table.column(name)) for name in columns}
             score = combine(cols, fitted, weights)
             yield Output(kept=set_column(table, p.output, pa.array(score, pa.float64())))
 
-    def _write_summary(self, weights, fitted) -> None:
+    def write_summary(self, weights, fitted) -> None:
         if self.run_dir is None:
             return
         summary = {
