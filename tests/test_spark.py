@@ -370,7 +370,14 @@ def test_demo_pipeline_parity(tmp_path, spark, caplog):
     local = run_pipeline(demo_spec("local"), workers=1, progress=False)
     with caplog.at_level(logging.WARNING, logger="winnow.spark"):
         ledger = SparkRunner(demo_spec("spark"), spark).run()
-    for sid in ("not_empty", "exact_dedup", "near_dedup", "quality_filter"):
+    for sid in (
+        "not_empty",
+        "exact_dedup",
+        "near_dedup",
+        "quality_filter",
+        "buckets",
+        "buckets_raw",
+    ):
         assert f"'{sid}'" not in caplog.text
     assert ledger.to_json() == local.to_json()
     a, b = dag_snapshot(tmp_path / "local"), dag_snapshot(tmp_path / "spark")
@@ -429,7 +436,7 @@ def write_scale_corpus(folder: Path, n_docs: int, seed: int = 11) -> None:
 
 
 @pytest.mark.slow
-def test_parity_at_scale(tmp_path, spark):
+def test_parity_at_scale(tmp_path, spark, caplog):
     """20,000 documents through exact and MinHash dedup, score, stratified token
     selection, tokenize and decompose: same ledger, kept ids, columns, bucket token
     counts (and bytes) on Spark as locally. (About 40 s on Spark on 2 cores.)"""
@@ -465,7 +472,9 @@ def test_parity_at_scale(tmp_path, spark):
         )
 
     local = run_pipeline(scale_spec("local"), workers=1, progress=False)
-    ledger = SparkRunner(scale_spec("spark"), spark).run()
+    with caplog.at_level(logging.WARNING, logger="winnow.spark"):
+        ledger = SparkRunner(scale_spec("spark"), spark).run()
+    assert "ran on the driver" not in caplog.text  # decompose included
     assert ledger.to_json() == local.to_json()
     a, b = snapshot(tmp_path / "local"), snapshot(tmp_path / "spark")
     assert b["data"]["id"].to_pylist() == a["data"]["id"].to_pylist()  # kept ids

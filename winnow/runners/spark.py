@@ -15,7 +15,8 @@
   backend: xxh3 keys, MinHash signatures and band keys, star edges to the smallest
   id, keep order; connected components by large-star / small-star rounds) and
   write their parts from the executors, one part per input part, rows in input
-  order: the same layout as locally. Other global stages (and a backend's
+  order: the same layout as locally. ``decompose`` (``winnow.runners.spark_decompose``,
+  ``writes_parts``) writes its shard files and parts itself. Other global stages (and a backend's
   ``fallback(stage)`` cases) run their local ``run()`` on the driver over the
   materialised parts, with a warning.
 
@@ -47,6 +48,8 @@ from winnow.io.readers import conform
 from winnow.io.writers import read_table, write_table
 from winnow.ledger import Ledger, StageCount, count_reasons
 from winnow.runners.local import LocalRunner, MapTask, _write_rejected, run_map_task
+from winnow.runners.spark_combine import spark_combine
+from winnow.runners.spark_decompose import spark_decompose
 from winnow.stages.base import Materialized
 from winnow.table import ID, REASON
 
@@ -132,14 +135,19 @@ def _with_position(schema: pa.Schema) -> pa.Schema:
     return schema.append(pa.field(FILE, pa.int64())).append(pa.field(ROW, pa.int64()))
 
 
+def files_frame(spark, data: Materialized):
+    """``(file, path)``: one row, and one partition (so one task), per part."""
+    rows = [(i, str(f)) for i, f in enumerate(data.files)]
+    return spark.createDataFrame(
+        spark.sparkContext.parallelize(rows, max(1, len(rows))), "file long, path string"
+    )
+
+
 def read_parts(spark, data: Materialized):
     """The parts as one DataFrame (conformed to ``data.schema``) plus ``_file``/``_row``."""
     schema = _with_position(data.schema)
     struct = spark_schema(schema)
-    rows = [(i, str(f)) for i, f in enumerate(data.files)]
-    files = spark.createDataFrame(
-        spark.sparkContext.parallelize(rows, max(1, len(rows))), "file long, path string"
-    )
+    files = files_frame(spark, data)
 
     def read(batches):
         for batch in batches:
@@ -436,6 +444,8 @@ SPARK_BACKENDS: dict[str, Callable] = {
     "select": spark_select,
     "exact_dedup": spark_exact_dedup,
     "minhash_dedup": spark_minhash_dedup,
+    "combine": spark_combine,
+    "decompose": spark_decompose,  # writes_parts: fn(spark, stage, data, pass_dir) -> StageCount
 }
 
 
@@ -531,6 +541,11 @@ class SparkRunner(LocalRunner):
             return super()._run_global_stage(stage, data, pass_dir, advance)
         if data.num_rows == 0:  # nothing to distribute; keeps the local empty-output layout
             return super()._run_global_stage(stage, data, pass_dir, advance)
+        if getattr(backend, "writes_parts", False):  # it writes the stage's parts itself
+            with unwrap_errors():
+                count = backend(self.spark, stage, data, pass_dir)
+            advance()
+            return count
         with unwrap_errors():
             df = read_parts(self.spark, data)
             kept, rejected, stats = backend(stage, df, data)

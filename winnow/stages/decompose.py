@@ -105,11 +105,25 @@ class Decompose(GlobalStage):
         final = Path(self.run_dir) / p.dir
         partial = final.with_name(final.name + ".partial")
         shutil.rmtree(partial, ignore_errors=True)
-        buckets = _Buckets(partial, p.min_log2, p.max_log2, dtype, p.shard_tokens, corpus)
+        infos: dict = {}
+        for chunk, n_seq, dropped in self._sequences(corpus, copies, dtype, partial, infos):
+            yield self._output(corpus, chunk, n_seq, dropped)
+        if corpus.num_docs == 0:
+            yield self._output(corpus, np.zeros(0, np.int64), np.zeros(0), np.zeros(0))
+        manifest = self._manifest(meta, dtype, corpus.lengths, copies, **infos)
+        manifest["mix"] = mix_info
+        self._publish(partial, manifest)
+
+    def _sequences(self, corpus, copies, dtype, root: Path, infos: dict, writer=None):
+        """Write the bucket and concat shards under ``root``, in processing chunks of the
+        id-ordered corpus; yield ``(chunk, n_sequences, dropped_tokens)`` per kept-output
+        chunk; then set ``infos`` (``buckets_info``, ``concat_info``) for the manifest.
+        ``writer``: the shard writer class (``_ShardWriter``)."""
+        p = self.params
+        writer = writer or _ShardWriter
+        buckets = _Buckets(root, p.min_log2, p.max_log2, dtype, p.shard_tokens, corpus, writer)
         concat_len = p.concat_len or 1 << p.max_log2
-        concat_writer = _ShardWriter(
-            partial, f"concat/len_{concat_len}", concat_len, dtype, p.shard_tokens
-        )
+        concat_writer = writer(root, f"concat/len_{concat_len}", concat_len, dtype, p.shard_tokens)
         concat = _ConcatWriter(concat_writer, corpus, copies)
         tail = (1 << p.min_log2) - 1
         # copy c of the corpus (documents with more than c copies) after copies < c
@@ -125,10 +139,15 @@ class Decompose(GlobalStage):
                     pieces = np.bincount(np.searchsorted(chunk, live)[doc], minlength=len(chunk))
                     n_seq = copies[chunk] * pieces
                     dropped = copies[chunk] * (corpus.lengths[chunk] & tail)
-                    yield self._output(corpus, chunk, n_seq, dropped)
-        if corpus.num_docs == 0:
-            yield self._output(corpus, np.zeros(0, np.int64), np.zeros(0), np.zeros(0))
-        manifest = {
+                    yield chunk, n_seq, dropped
+        infos["buckets_info"] = buckets.close()
+        infos["concat_info"] = concat.close() if p.concat else None
+
+    def _manifest(self, meta: dict, dtype, lengths, copies, buckets_info, concat_info) -> dict:
+        """manifest.json's content (``mix`` last, None: set it after)."""
+        p = self.params
+        tail = (1 << p.min_log2) - 1
+        return {
             "format": FORMAT,
             "token_dtype": np.dtype(dtype).name,
             **meta,
@@ -137,14 +156,18 @@ class Decompose(GlobalStage):
             "randomize_long": p.randomize_long,
             "seed": self.seed,
             "shard_tokens": p.shard_tokens,
-            "documents": corpus.num_docs,
-            "input_tokens": int(corpus.lengths.sum()),
-            "mixed_tokens": int((copies * corpus.lengths).sum()),
-            "dropped_tokens": int((copies * (corpus.lengths & tail)).sum()),
-            **buckets.close(),
-            "concat": concat.close() if p.concat else None,
-            "mix": mix_info,
+            "documents": len(lengths),
+            "input_tokens": int(lengths.sum()),
+            "mixed_tokens": int((copies * lengths).sum()),
+            "dropped_tokens": int((copies * (lengths & tail)).sum()),
+            **buckets_info,
+            "concat": concat_info,
+            "mix": None,
         }
+
+    def _publish(self, partial: Path, manifest: dict) -> None:
+        """Check the token ledger, write manifest.json, rename ``partial`` into place."""
+        final = partial.with_name(partial.name.removesuffix(".partial"))
         bucket_tokens = sum(b["tokens"] for b in manifest["buckets"].values())
         if bucket_tokens + manifest["dropped_tokens"] != manifest["mixed_tokens"]:
             raise LedgerError(
@@ -287,34 +310,16 @@ class _Corpus:
         self.source_codes = codes.indices.to_numpy(zero_copy_only=False).astype(np.int64)
 
     def _order(self, ids, batch_of, row_of) -> np.ndarray:
-        """Positions sorted by id; duplicate ids are ordered by a hash of their tokens."""
-        order = pc.sort_indices(ids).to_numpy()
-        sorted_ids = ids.take(order)
-        same = pc.equal(sorted_ids[1:], sorted_ids[:-1]).to_numpy(zero_copy_only=False)
-        if not same.any():
-            return order
-        dup = np.zeros(len(order), bool)
-        dup[1:] |= same
-        dup[:-1] |= same
-        tie = np.zeros(len(order), np.uint64)
-        for i in order[dup]:
-            off, values = self._views[batch_of[i]]
-            tie[i] = xxhash.xxh64_intdigest(values[off[row_of[i]] : off[row_of[i] + 1]].tobytes())
-        keys = pa.table({"id": ids, "tie": tie})
-        return pc.sort_indices(keys, [("id", "ascending"), ("tie", "ascending")]).to_numpy()
+        def tie(i: int) -> int:
+            return _token_hash(self._views[batch_of[i]], row_of[i])
+
+        return id_order(ids, tie)
 
     def chunks(self, positions: np.ndarray | None) -> Iterator[np.ndarray]:
         """Sorted positions in runs of about ``CHUNK_TOKENS`` tokens (all when None)."""
         if positions is None:
             positions = np.arange(self.num_docs)
-        ends = np.cumsum(self.lengths[positions])
-        start = 0
-        while start < len(positions):
-            before = ends[start] - self.lengths[positions[start]]
-            stop = int(np.searchsorted(ends, before + CHUNK_TOKENS))
-            stop = min(max(stop, start + 1), start + CHUNK_DOCS)
-            yield positions[start:stop]
-            start = stop
+        return doc_chunks(self.lengths, positions)
 
     def tokens(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The documents' tokens joined end to end, and their lengths."""
@@ -338,6 +343,43 @@ class _Corpus:
         ]
         table = pa.concat_tables(parts)
         return table.take(np.argsort(group, kind="stable"))
+
+
+def id_order(ids: pa.Array, tie) -> np.ndarray:
+    """Positions sorted by id; duplicate ids are ordered by ``tie(position)``, a hash of
+    their tokens (then by position)."""
+    order = pc.sort_indices(ids).to_numpy()
+    sorted_ids = ids.take(order)
+    same = pc.equal(sorted_ids[1:], sorted_ids[:-1]).to_numpy(zero_copy_only=False)
+    if not same.any():
+        return order
+    dup = np.zeros(len(order), bool)
+    dup[1:] |= same
+    dup[:-1] |= same
+    ties = np.zeros(len(order), np.uint64)
+    for i in order[dup]:
+        ties[i] = tie(i)
+    keys = pa.table({"id": ids, "tie": ties})
+    return pc.sort_indices(keys, [("id", "ascending"), ("tie", "ascending")]).to_numpy()
+
+
+def doc_chunks(lengths: np.ndarray, positions: np.ndarray) -> Iterator[np.ndarray]:
+    """``positions`` (documents of ``lengths``) in runs of about ``CHUNK_TOKENS`` tokens
+    and at most ``CHUNK_DOCS`` documents: the kept-output parts."""
+    ends = np.cumsum(lengths[positions])
+    start = 0
+    while start < len(positions):
+        before = ends[start] - lengths[positions[start]]
+        stop = int(np.searchsorted(ends, before + CHUNK_TOKENS))
+        stop = min(max(stop, start + 1), start + CHUNK_DOCS)
+        yield positions[start:stop]
+        start = stop
+
+
+def _token_hash(view: tuple[np.ndarray, np.ndarray], row: int) -> int:
+    """xxh64 of one document's token ids (their stored dtype): the duplicate-id tie."""
+    off, values = view
+    return xxhash.xxh64_intdigest(values[off[row] : off[row + 1]].tobytes())
 
 
 def _token_view(tokens: pa.Array) -> tuple[np.ndarray, np.ndarray]:
@@ -409,28 +451,35 @@ class _ShardWriter:
         )
 
     def _write(self, tokens, doc_ids, sources, offsets) -> None:
+        rel = self.write_shard(len(self.shards), tokens, doc_ids, sources, offsets)
+        self.shards.append(rel)
+        self.sequences += len(offsets)
+
+    def write_shard(self, index: int, tokens, doc_ids, sources, offsets) -> str:
+        """Write shard ``index`` (sequences ``tokens``, n x seq_len); its relative path."""
         values = pa.array(tokens.astype(self.dtype, copy=False).reshape(-1))
         table = pa.table(
             [pa.FixedSizeListArray.from_arrays(values, self.seq_len), doc_ids, sources, offsets],
             schema=self.schema,
         )
-        rel = f"{self.name}/shard_{len(self.shards):05d}.arrow"
+        rel = self.shard_path(index)
         path = self.root / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, self.schema) as writer:
             writer.write_table(table)
-        self.shards.append(rel)
-        self.sequences += len(offsets)
+        return rel
+
+    def shard_path(self, index: int) -> str:
+        return f"{self.name}/shard_{index:05d}.arrow"
 
 
 class _Buckets:
     """One shard writer per bucket ``2**lo .. 2**hi``, and bucket tokens per source."""
 
-    def __init__(self, root: Path, lo: int, hi: int, dtype, shard_tokens: int, corpus: _Corpus):
+    def __init__(self, root: Path, lo: int, hi: int, dtype, shard_tokens: int, corpus, writer):
         self.corpus = corpus
         self.writers = {
-            k: _ShardWriter(root, f"len_{1 << k}", 1 << k, dtype, shard_tokens)
-            for k in range(lo, hi + 1)
+            k: writer(root, f"len_{1 << k}", 1 << k, dtype, shard_tokens) for k in range(lo, hi + 1)
         }
         self.source_tokens = np.zeros(len(corpus.source_names), np.int64)
 
