@@ -586,8 +586,9 @@ PACK_ARCHIVE = "winnow-env.tar.gz"
 
 
 def submit_command(pipeline: str, master: str, *, pack: bool = False) -> str:
-    """The ``spark-submit`` line for ``pipeline`` (plus the ``venv-pack`` line with
-    ``pack``). Without ``pack`` every node needs this Python, with winnow, at this path."""
+    """The ``spark-submit`` line for ``pipeline``. Without ``pack`` every node needs
+    this Python, with winnow, at this path; with ``pack`` this virtualenv is packed
+    into ``winnow-env.tar.gz`` (venv-pack) and shipped to the executors."""
     import importlib.util
     import shlex
 
@@ -598,7 +599,12 @@ def submit_command(pipeline: str, master: str, *, pack: bool = False) -> str:
         return shlex.join(["spark-submit", "--master", master, *conf, script, pipeline])
     if importlib.util.find_spec("venv_pack") is None:
         raise WinnowError("--pack needs venv-pack, which is not installed: pip install venv-pack")
-    pack_line = shlex.join(["venv-pack", "-p", sys.prefix, "-o", PACK_ARCHIVE, "--force"])
+    import venv_pack
+
+    try:  # an editable install packs only a link to this tree: `pip install .` first
+        venv_pack.pack(prefix=sys.prefix, output=PACK_ARCHIVE, force=True, verbose=False)
+    except venv_pack.VenvPackException as exc:
+        raise WinnowError(f"--pack: venv-pack failed: {exc}") from None
     conf = [
         "--archives",
         f"{PACK_ARCHIVE}#environment",
@@ -607,9 +613,7 @@ def submit_command(pipeline: str, master: str, *, pack: bool = False) -> str:
         "--conf",
         f"spark.pyspark.driver.python={sys.executable}",
     ]
-    return (
-        pack_line + "\n" + shlex.join(["spark-submit", "--master", master, *conf, script, pipeline])
-    )
+    return shlex.join(["spark-submit", "--master", master, *conf, script, pipeline])
 
 
 def main(argv: list[str] | None = None) -> int:
