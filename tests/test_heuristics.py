@@ -87,21 +87,17 @@ def oracle(docs) -> dict:
     return out
 
 
+def all_heuristics() -> Score:
+    """A ready ``score`` stage running the four heuristic scorers."""
+    names = ["gopher_quality", "gopher_repetition", "c4_quality", "fineweb_quality"]
+    stage = Score(Score.Params(scorers=[{"use": n} for n in names]), stage_id="s", seed=0)
+    stage.setup()
+    return stage
+
+
 @pytest.fixture(scope="module")
 def scored(docs) -> dict:
-    stage = Score(
-        Score.Params(
-            scorers=[
-                {"use": "gopher_quality"},
-                {"use": "gopher_repetition"},
-                {"use": "c4_quality"},
-                {"use": "fineweb_quality"},
-            ]
-        ),
-        stage_id="score",
-        seed=0,
-    )
-    stage.setup()
+    stage = all_heuristics()
     table = pa.table({"id": [d["id"] for d in docs], "text": [d["text"] for d in docs]})
     out = stage.process(table)
     assert out.kept.num_rows == table.num_rows
@@ -260,19 +256,7 @@ def test_ten_megabyte_single_line_documents_are_bounded():
     rng = random.Random(0)
     words = "the quick brown fox jumps over a lazy dog while data flows".split()
     big = " ".join(rng.choice(words) for _ in range(1_900_000))[:10_000_000]
-    stage = Score(
-        Score.Params(
-            scorers=[
-                {"use": "gopher_quality"},
-                {"use": "gopher_repetition"},
-                {"use": "c4_quality"},
-                {"use": "fineweb_quality"},
-            ]
-        ),
-        stage_id="s",
-        seed=0,
-    )
-    stage.setup()
+    stage = all_heuristics()
     for text in (big, "x" * 10_000_000, "ab-" * 300_000):
         start = time.process_time()
         out = stage.process(pa.table({"id": ["a"], "text": [text]})).kept.to_pylist()[0]

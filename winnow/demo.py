@@ -21,6 +21,7 @@ import pyarrow as pa
 from rich.console import Console
 from rich.table import Table
 
+from winnow.io.writers import read_table, write_table
 from winnow.sample_text import real_documents
 
 PIPELINES = Path(__file__).resolve().parent.parent / "pipelines"
@@ -140,9 +141,7 @@ def _rejections(run_dir: Path) -> dict[str, str]:
     out: dict[str, str] = {}
     for stage_dir in sorted((run_dir / "rejected").glob("*")):
         for path in sorted(stage_dir.glob("part-*.arrow")):
-            with pa.memory_map(str(path)) as src:
-                ids = pa.ipc.open_file(src).read_all().column("id").to_pylist()
-            for i in ids:
+            for i in read_table(path).column("id").to_pylist():
                 out.setdefault(i, stage_dir.name)
     return out
 
@@ -185,7 +184,6 @@ def train_demo_tokenizer(out: Path, vocab: int = 1024) -> Path:
     variant is favoured). A small vocabulary keeps the CPU proxy models fast."""
     from winnow.config import InputSpec
     from winnow.io.readers import plan_chunks, read_chunk
-    from winnow.io.writers import write_table
     from winnow.tokenizer import train_tokenizer
 
     spec = InputSpec(path=str(out / "input"))

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pyarrow as pa
 from rich.console import Console
 from rich.table import Table
 
 from winnow.errors import WinnowError
+from winnow.io.writers import read_table
 from winnow.ledger import Ledger
 from winnow.table import ID, REASON, TEXT
 
@@ -24,14 +24,7 @@ def _first_rows(files: list[Path], n: int) -> list[dict]:
     for path in files:
         if len(rows) >= n:
             break
-        if path.suffix == ".parquet":
-            import pyarrow.parquet as pq
-
-            table = pq.read_table(path)
-        else:
-            with pa.memory_map(str(path)) as src:
-                table = pa.ipc.open_file(src).read_all()
-        rows.extend(table.slice(0, n - len(rows)).to_pylist())
+        rows.extend(read_table(path).slice(0, n - len(rows)).to_pylist())
     return rows
 
 

@@ -90,6 +90,13 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def ipc_rows(path: Path) -> int:
+    """Rows in an Arrow IPC file, read from its footer and batch headers (no data copy)."""
+    with pa.memory_map(str(path)) as source:
+        reader = pa.ipc.open_file(source)
+        return sum(reader.get_batch(i).num_rows for i in range(reader.num_record_batches))
+
+
 def read_table(path: Path) -> pa.Table:
     """Read a table written by ``write_table`` (format from the extension)."""
     path = Path(path)

@@ -22,7 +22,7 @@ import pyarrow as pa
 from winnow.config import InputSpec, PipelineSpec
 from winnow.errors import LedgerError, WinnowError
 from winnow.io.readers import Chunk, conform, plan_chunks, read_chunk, unify_schemas
-from winnow.io.writers import ShardWriter, read_table, write_table
+from winnow.io.writers import ShardWriter, ipc_rows, read_table, write_table
 from winnow.ledger import Ledger, StageCount, count_reasons
 from winnow.plan import Pass, Plan
 from winnow.runners.common import (
@@ -311,11 +311,8 @@ class LocalRunner:
             return None
         parts = []
         for f in files:
-            with pa.memory_map(str(f)) as src:
-                reader = pa.ipc.open_file(src)
-                rows = sum(reader.get_batch(i).num_rows for i in range(reader.num_record_batches))
-                same = reader.schema.equals(schema)
-            size = f.stat().st_size
+            rows, size = ipc_rows(f), f.stat().st_size
+            same = pa.ipc.open_file(str(f)).schema.equals(schema)
             if not same or rows > out.shard_rows or size > out.shard_bytes:
                 return None
             parts.append((f, rows, size))
@@ -330,12 +327,12 @@ class LocalRunner:
     def _check_files(self, counts: dict[str, StageCount]) -> None:
         """Rows on disk must match the counts: nothing silently lost between stages."""
         for p in self.plan.passes:
-            rows = sum(_rows(f) for f in _pass_files(self.run_dir, p.id))
+            rows = sum(ipc_rows(f) for f in _pass_files(self.run_dir, p.id))
             if rows != counts[p.id].kept:
                 raise LedgerError(f"pass {p.id!r}: {rows} rows on disk, {counts[p.id].kept} kept")
         for sid, c in counts.items():
             files = sorted((self.run_dir / "rejected" / sid).glob("part-*.arrow"))
-            rows = sum(_rows(f) for f in files)
+            rows = sum(ipc_rows(f) for f in files)
             if rows != c.rejected_total:
                 raise LedgerError(f"stage {sid!r}: {rows} rejected rows on disk, counted {c}")
 
@@ -350,12 +347,6 @@ class LocalRunner:
             "stages": {sid: c.to_json() for sid, c in ledger.stages.items()},
             "versions": package_versions(),
         }
-
-
-def _rows(path: Path) -> int:
-    with pa.memory_map(str(path)) as src:
-        reader = pa.ipc.open_file(src)
-        return sum(reader.get_batch(i).num_rows for i in range(reader.num_record_batches))
 
 
 def _stat(path: str) -> tuple[int, int] | None:

@@ -23,6 +23,7 @@ import pyarrow.dataset as ds
 from pydantic import BaseModel, ConfigDict
 
 from winnow.io.readers import conform, unify_schemas
+from winnow.io.writers import ipc_rows, read_table
 
 
 class Params(BaseModel):
@@ -96,19 +97,12 @@ class Materialized:
     def tables(self, columns: list[str] | None = None) -> Iterator[pa.Table]:
         """One table per file, in order; memory-mapped, so cheap to open."""
         for path in self.files:
-            with pa.memory_map(str(path)) as source:
-                table = pa.ipc.open_file(source).read_all()
-            table = conform(table, self.schema)
+            table = conform(read_table(path), self.schema)
             yield table.select(columns) if columns else table
 
     @property
     def num_rows(self) -> int:
-        total = 0
-        for path in self.files:
-            with pa.memory_map(str(path)) as source:
-                reader = pa.ipc.open_file(source)
-                total += sum(reader.get_batch(i).num_rows for i in range(reader.num_record_batches))
-        return total
+        return sum(ipc_rows(path) for path in self.files)
 
 
 class GlobalStage(Stage):
