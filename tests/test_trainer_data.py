@@ -5,6 +5,7 @@ from collections import Counter
 
 import numpy as np
 import pytest
+import xxhash
 from trainer_fixtures import EOS, byte_tokens, decompose, real_docs, write_bucket_dir
 
 from winnow.errors import InputError
@@ -34,7 +35,12 @@ def ds(bucket_dir):
 def kept_tokens(doc) -> np.ndarray:
     """The document's tokens the fixture decomposer kept (a prefix of text + EOS)."""
     toks = np.append(byte_tokens(doc["text"]), EOS)
-    return toks[: sum(n for _, n in decompose(len(toks), list(LENGTHS)))]
+    return toks[: sum(n for _, n in cut(doc))]
+
+
+def cut(doc) -> list[tuple[int, int]]:
+    """The fixture decomposer's (offset, length) pieces of a document."""
+    return decompose(len(byte_tokens(doc["text"])) + 1, list(LENGTHS))
 
 
 def in_stream(doc) -> bytes:
@@ -48,7 +54,8 @@ def test_tables_and_split_partition_rows(ds):
     assert set(ds.sources) == {"docstring", "package"}
     for n, t in ds.tables.items():
         val = np.isin(t.doc_key, ds.val_keys)
-        assert sorted(np.r_[ds.train_rows[n], np.flatnonzero(val)]) == list(range(t.num_rows))
+        assert not val[ds.train_rows[n]].any()
+        assert len(ds.train_rows[n]) + val.sum() + ds.val_copy_rows.get(n, 0) == t.num_rows
     # every held-out doc is held out in every bucket: pieces of one doc stay together
     train_keys = {int(k) for n, t in ds.tables.items() for k in t.doc_key[ds.train_rows[n]]}
     assert not train_keys & {int(k) for k in ds.val_keys}
@@ -69,12 +76,29 @@ def test_same_docs_held_out_in_every_variant(tmp_path, ds):
     assert set(map(int, sub.val_keys)) == set(map(int, full.val_keys)) & sub_keys
 
 
-def test_val_documents_rebuild_the_text(ds):
-    by_id = {}
-    for doc in real_docs():
-        import xxhash
+def test_copies_of_held_out_text_are_not_trained_on(tmp_path, ds):
+    docs = list(real_docs())
+    by_key = {xxhash.xxh64_intdigest(d["id"]): d for d in docs}
+    copies = [{**by_key[int(k)], "id": f"{by_key[int(k)]['id']}#copy"} for k in ds.val_keys]
+    keys = np.array([xxhash.xxh64_intdigest(c["id"]) for c in copies], np.uint64)
+    copies = [c for c, out in zip(copies, held_out(keys, 0.1), strict=True) if not out]
+    assert copies
+    dup = BucketDataset(write_bucket_dir(tmp_path / "dup", docs + copies, LENGTHS), 0.1)
+    assert set(map(int, dup.val_keys)) == set(map(int, ds.val_keys))
+    copy_keys = {xxhash.xxh64_intdigest(c["id"]) for c in copies}
+    for n, t in dup.tables.items():  # brute force over row bytes
+        val = np.isin(t.doc_key, dup.val_keys)
+        val_rows = {t.tokens([r])[0].tobytes() for r in np.flatnonzero(val)}
+        expected = [r for r in np.flatnonzero(~val) if t.tokens([r])[0].tobytes() not in val_rows]
+        assert list(dup.train_rows[n]) == expected
+        assert not copy_keys & set(map(int, t.doc_key[dup.train_rows[n]]))
+    assert sum(dup.val_copy_rows.values()) >= sum(
+        len(decompose(len(kept_tokens(c)), list(LENGTHS))) for c in copies
+    )
 
-        by_id[xxhash.xxh64_intdigest(doc["id"])] = doc
+
+def test_val_documents_rebuild_the_text(ds):
+    by_id = {xxhash.xxh64_intdigest(doc["id"]): doc for doc in real_docs()}
     docs = ds.val_documents()
     assert docs and len(docs) == len(ds.val_keys)
     for d in docs:
@@ -183,22 +207,23 @@ def test_concat_stream_is_the_training_documents_joined(ds):
     rows = stream.get(np.arange(stream.num_rows))
     np.testing.assert_array_equal(rows.ravel(), full[: stream.num_rows * 128])
     assert len(full) - stream.num_rows * 128 < 128
-    # split at EOS: exactly the kept tokens of every training document
-    import xxhash
-
-    train = [
-        d for d in real_docs() if xxhash.xxh64_intdigest(d["id"]) not in set(map(int, ds.val_keys))
-    ]
-    expected = Counter(
-        kept_tokens(d)[:-1].tobytes() if kept_tokens(d)[-1] == EOS else kept_tokens(d).tobytes()
-        for d in train
-    )
+    # split at EOS: exactly the kept tokens of every training document, less any piece
+    # that repeats a held-out piece (brute force over the fixture's decomposition)
+    val_keys = set(map(int, ds.val_keys))
+    docs = real_docs()
+    held = {d["id"]: xxhash.xxh64_intdigest(d["id"]) in val_keys for d in docs}
+    pieces = {
+        d["id"]: [kept_tokens(d)[o : o + n].astype(np.uint16) for o, n in cut(d)] for d in docs
+    }
+    val_pieces = {p.tobytes() for d in docs if held[d["id"]] for p in pieces[d["id"]]}
+    expected = Counter()
+    for d in docs:
+        kept = [p for p in pieces[d["id"]] if p.tobytes() not in val_pieces]
+        if not held[d["id"]] and kept:
+            kept = np.concatenate(kept)
+            expected[(kept[:-1] if kept[-1] == EOS else kept).tobytes()] += 1
     bounds = np.flatnonzero(full == EOS)
-    got = Counter(
-        s.astype(kept_tokens(train[0]).dtype).tobytes()
-        for s in np.split(full, bounds + 1)[:-1]
-        for s in [s[:-1]]
-    )
+    got = Counter(s[:-1].astype(np.uint16).tobytes() for s in np.split(full, bounds + 1)[:-1])
     assert got == expected
     # a different seed shuffles documents, same tokens
     other = ds.concat_source(128, seed=4)

@@ -24,6 +24,11 @@ one corpus (raw, curated) hold out the same documents and no variant trains on
 another's validation documents. A source left with no held-out document gives up
 its lowest-hash one. Doc ids are kept as 64-bit hashes (collisions are negligible
 at proxy scale).
+
+Copies of held-out text under other ids (exact duplicates a raw corpus still holds)
+would leak into training, so a training row whose tokens equal those of a held-out
+row of the same bucket (compared by a 64-bit hash of the row) is dropped as well:
+no training sequence repeats a held-out one. Near-duplicates are not caught.
 """
 
 from __future__ import annotations
@@ -111,6 +116,15 @@ class ShardTable:
     @property
     def num_rows(self) -> int:
         return int(self.bounds[-1])
+
+    def row_hashes(self) -> np.ndarray:
+        """xxh3-64 of each row's token bytes."""
+        digest = xxhash.xxh3_64_intdigest
+        return np.fromiter(
+            (digest(row.tobytes()) for chunk in self.chunks for row in chunk),
+            np.uint64,
+            self.num_rows,
+        )
 
     def tokens(self, rows: np.ndarray) -> np.ndarray:
         """Token rows, (len(rows), length), in the order given."""
@@ -289,9 +303,17 @@ class BucketDataset:
             if self.eos_id is not None:
                 self.vocab_size = max(self.vocab_size, int(self.eos_id) + 1)
         self.val_keys = self._held_out_keys(val_fraction, min_val_docs_per_source)
-        self.train_rows = {
-            n: np.flatnonzero(~np.isin(t.doc_key, self.val_keys)) for n, t in self.tables.items()
-        }
+        self.train_rows: dict[int, np.ndarray] = {}
+        self.val_copy_rows: dict[int, int] = {}  # training rows dropped as held-out copies
+        for n, t in self.tables.items():
+            val = np.isin(t.doc_key, self.val_keys)
+            train = np.flatnonzero(~val)
+            if val.any() and len(train):
+                hashes = t.row_hashes()
+                copy = np.isin(hashes[train], hashes[val])
+                self.val_copy_rows[n] = int(copy.sum())
+                train = train[~copy]
+            self.train_rows[n] = train
 
     def _held_out_keys(self, fraction: float, min_per_source: int) -> np.ndarray:
         keys = np.concatenate([t.doc_key for t in self.tables.values()])

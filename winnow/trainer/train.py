@@ -518,6 +518,7 @@ class Trainer:
                 "eos_id": ds.eos_id,
                 "train_tokens": {str(n): s.num_tokens for n, s in self.sources.items()},
                 "heldout_docs": len(ds.val_keys),
+                "heldout_copy_tokens": sum(n * c for n, c in ds.val_copy_rows.items()),
                 "tokenizer_sha256": ds.manifest.get("tokenizer_sha256"),
             },
             "model": {
