@@ -177,12 +177,11 @@ class GPT(nn.Module):
         return n - self.wte.weight.numel() if non_embedding else n
 
     def flops_per_token(self, seq_len: int) -> float:
-        """Training FLOPs per token (PaLM appendix B): 6 per weight of every matmul,
-        the output head included, plus 12·layers·width·seq_len for attention."""
-        cfg = self.cfg
-        head = self.lm_head.weight.numel() if cfg.tie_embeddings else 0
-        matmul_params = self.num_params(non_embedding=True) + head
-        return 6 * matmul_params + 12 * cfg.n_layer * cfg.n_embd * seq_len
+        """Training FLOPs per token (PaLM appendix B): 6 per weight of every linear layer
+        (the output head included, padded vocabulary and all), plus 12·layers·width·
+        seq_len for attention scores and values, counted without the causal half."""
+        linear = sum(m.weight.numel() for m in self.modules() if isinstance(m, nn.Linear))
+        return 6 * linear + 12 * self.cfg.n_layer * self.cfg.n_embd * seq_len
 
     def forward(self, idx, targets=None):
         """Logits (B, T, vocab_size) in float32; with ``targets`` (B, T), where -1 marks
