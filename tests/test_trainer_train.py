@@ -170,8 +170,10 @@ def test_cli_train_with_overrides(bucket_dir, tmp_path, capsys):
     assert {r["bucket"] for r in read_log(tmp_path / "cli")} <= {32, 64, 128}
 
 
-def test_compile_one_graph_per_bucket_no_recompiles(bucket_dir, tmp_path):
-    """aot_eager traces the same graphs as inductor, without a C++ build (fast on CPU)."""
+@pytest.mark.parametrize("backend", ["aot_eager", pytest.param("inductor", marks=pytest.mark.slow)])
+def test_compile_one_graph_per_bucket_no_recompiles(bucket_dir, tmp_path, backend):
+    """aot_eager traces the same graphs as inductor without a C++ build (seconds on
+    CPU); inductor, the GPU default, builds C++ kernels here (about a minute)."""
     from torch._dynamo.utils import counters
 
     torch._dynamo.reset()
@@ -180,7 +182,7 @@ def test_compile_one_graph_per_bucket_no_recompiles(bucket_dir, tmp_path):
         bucket_dir,
         tmp_path / "compiled",
         data={"max_len": 64},
-        train={"steps": 6, "compile": True, "compile_backend": "aot_eager"},
+        train={"steps": 6, "compile": True, "compile_backend": backend},
     )
     trainer = Trainer(cfg)
     trainer.warmup_compile()
