@@ -11,10 +11,13 @@
    deterministic, so repeats differ only in time).
 
 Without a GPU it runs a CPU-sized version (tiny preset, fp32, eager, short
-sequences) and prints the same table. Usage::
+sequences) and prints the same table. ``--profile cpu-long`` is the CPU analogue of
+the GPU comparison: buckets up to 8192 with a model narrow enough that attention is
+most of its FLOPs at 8192, as it is for p124m on a GPU at that length. Usage::
 
     python benchmarks/trainer.py             # GPU if present, else CPU
     python benchmarks/trainer.py --device cpu --steps 30
+    python benchmarks/trainer.py --profile cpu-long
 """
 
 from __future__ import annotations
@@ -61,6 +64,18 @@ CPU = {
     "dd_steps": 30,
     "vocab": 257,
 }
+CPU_LONG = {
+    **CPU,
+    "seq": 1024,
+    "tps": 16384,
+    "micro": 16384,
+    "steps": 10,
+    "dd_lengths": [2**k for k in range(6, 14)],
+    "dd_tps": 16384,
+    "dd_docs": 4000,
+    "dd_steps": 40,
+}
+PROFILES = {"gpu": GPU, "cpu": CPU, "cpu-long": CPU_LONG}
 
 
 def synthetic_buckets(root: Path, seq: int, rows: int, vocab: int) -> Path:
@@ -134,6 +149,7 @@ def run(
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    ap.add_argument("--profile", choices=sorted(PROFILES), help="default: gpu on CUDA, else cpu")
     ap.add_argument("--steps", type=int, help="steps per run (default per device)")
     ap.add_argument("--no-compile", action="store_true", help="GPU: run eager")
     ap.add_argument("--work", help="keep runs here instead of a temp dir")
@@ -147,7 +163,7 @@ def main() -> None:
     device = (
         args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     )
-    p = GPU if device == "cuda" else CPU
+    p = PROFILES[args.profile or ("gpu" if device == "cuda" else "cpu")]
     compile_ = device == "cuda" and not args.no_compile
     steps = args.steps or p["steps"]
     work = Path(args.work or tempfile.mkdtemp(prefix="winnow-bench-"))
