@@ -3,6 +3,7 @@ files, concat files, manifest and kept parts byte-identical to the local stage's
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from types import SimpleNamespace
@@ -35,7 +36,6 @@ def run_both(tmp_path: Path, spark, data: Materialized, **params) -> dict:
     for name in ("local", "spark"):
         run = tmp_path / name
         stage = Decompose(Decompose.Params(**params), stage_id="dec", seed=7, run_dir=run)
-        assert backend.fallback(stage) is None
         pass_dir = run / "stages" / "dec"
         if name == "local":
             runner = SimpleNamespace(run_dir=run)
@@ -93,8 +93,44 @@ def test_no_concat_one_shard_uint16(tmp_path, spark):
     assert '"token_dtype": "uint16"' in out["spark"][1]["manifest.json"].decode()
 
 
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"mix": {"web": 2.5, "books": 0.5}},  # 0 to 3 copies
+        {"mix": {"web": 1, "books": 9, "null": 0.5}, "mix_mode": "share"},
+        {"randomize_long": True},
+        {"randomize_long": True, "mix": {"books": 2}},
+    ],
+    ids=["repeat", "share", "randomize_long", "randomize_long-repeat"],
+)
+def test_mix_and_randomize_long_match_local(tmp_path, spark, monkeypatch, params):
+    """Copies of a document written after all lower copies, in buckets and in the concat
+    stream (whose chunks span copy boundaries), and seeded random pieces of documents
+    longer than ``2**(max_log2 + 1)``; repeated ids draw the same copies and pieces."""
+    import winnow.stages.decompose as decompose
+
+    monkeypatch.setattr(decompose, "CHUNK_TOKENS", 2000)  # several chunks per copy
+    docs = synthetic_docs(seed=4, n=100)
+    docs[10]["id"] = docs[20]["id"] = docs[11]["id"]
+    files = write_parts(tmp_path / "in", docs, 3, SCHEMA)
+    out = run_both(
+        tmp_path,
+        spark,
+        Materialized(files),
+        min_log2=2,
+        max_log2=4,
+        shard_tokens=200,
+        concat_len=40,
+        **params,
+    )
+    check_same(out)
+    mix = json.loads(out["spark"][1]["manifest.json"])["mix"]
+    if mix is not None:  # some documents written more than once
+        assert max(mix["factors"].values()) >= 2
+
+
 def test_pipeline_runs_decompose_natively(tmp_path, spark, caplog):
-    """Through ``SparkRunner``: no driver fallback, and ``mix`` does fall back."""
+    """Through ``SparkRunner``: no driver fallback, ``mix`` included."""
     from winnow.config import parse_pipeline
     from winnow.runners.local import run_pipeline
     from winnow.runners.spark import SparkRunner
@@ -122,8 +158,7 @@ def test_pipeline_runs_decompose_natively(tmp_path, spark, caplog):
     local = run_pipeline(spec("local"), workers=1, progress=False)
     with caplog.at_level(logging.WARNING, logger="winnow.spark"):
         ledger = SparkRunner(spec("spark"), spark).run()
-    assert "'dec'" not in caplog.text
-    assert "'mixed' (decompose): mix has no Spark backend yet" in caplog.text
+    assert "ran on the driver" not in caplog.text
     assert ledger.to_json() == local.to_json()
     for folder in ("buckets", "mixed", "stages", "data"):
         assert files_of(tmp_path / "spark" / folder) == files_of(tmp_path / "local" / folder)

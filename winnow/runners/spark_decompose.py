@@ -4,16 +4,19 @@ manifest and kept parts, byte for byte.
 1. Each input part is read in one task that returns, per document, its position
    (``_file``/``_row``), id, token count, source, a hash of its tokens (the tie
    between equal ids) and the part's largest token id.
-2. On the driver, these facts are ordered as locally (``id_order``) and the local
-   shard writing (``Decompose._sequences``) runs over them with placeholder tokens
-   and a writer that keeps, per shard file, the doc_id/source/offset columns it
-   would write (as Arrow IPC bytes: a shard's string buffers carry bytes of the
-   rows after it, which this keeps), the manifest's entries and the kept-output
-   chunks. The tokens never reach the driver.
+2. On the driver, these facts are ordered as locally (``id_order``), each document's
+   copies under ``mix`` come from them (``Decompose._copies``), and the local shard
+   writing (``Decompose._sequences``) runs over them with placeholder tokens and a
+   writer that keeps, per shard file, the doc_id/source/offset columns it would
+   write (as Arrow IPC bytes: a shard's string buffers carry bytes of the rows after
+   it, which this keeps), the manifest's entries and the kept-output chunks. The
+   tokens never reach the driver.
 3. Each input part is read again in one task that emits its documents' token
-   fragments: one per bucket piece (``greedy_plan``; a bucket's pieces ranked in
-   document order, shard = rank // per_shard), one per ``concat_len`` chunk a
-   document's tokens touch; each with its shard file, row and order in the row.
+   fragments, per copy of the document (``copy_stream``: copy ``c`` of the corpus
+   after copies ``< c``): one per bucket piece (``Decompose._plan``, greedy or
+   seeded random; a bucket's pieces ranked in writing order, shard = rank //
+   per_shard), one per ``concat_len`` chunk the copy's tokens touch; each with its
+   shard file, row and order in the row.
 4. Fragments are shuffled by shard file and sorted by (row, order); each shard file
    is written in one task by the local writer (``_ShardWriter.write_shard``).
 5. The kept rows (without ``tokens``, plus ``n_sequences`` and ``dropped_tokens``)
@@ -21,9 +24,9 @@ manifest and kept parts, byte for byte.
 6. The driver writes manifest.json (``Decompose._manifest``) and renames the folder
    into place (``Decompose._publish``).
 
-``mix`` and ``randomize_long`` run the local stage on the driver (``fallback``).
-The driver holds O(documents + sequences) facts (ids, sources, offsets); the
-placeholder pass costs a byte per token, a processing chunk at a time.
+The driver holds O(documents + sequences) facts (ids, sources, offsets, copies,
+pieces); the placeholder pass costs a byte per written token, a processing chunk at
+a time.
 """
 
 from __future__ import annotations
@@ -39,7 +42,6 @@ import xxhash
 from winnow.errors import InputError, LedgerError, WinnowError
 from winnow.io.readers import conform
 from winnow.io.writers import read_table, write_table
-from winnow.kernels.decompose import chunk_owners, greedy_plan
 from winnow.ledger import StageCount
 from winnow.stages.base import Materialized
 from winnow.stages.decompose import (
@@ -49,6 +51,7 @@ from winnow.stages.decompose import (
     _ShardWriter,
     _token_dtype,
     _token_view,
+    copy_stream,
     id_order,
 )
 from winnow.stages.tokenize import TOKENS
@@ -187,6 +190,12 @@ def _shard_writer(writers: list[_ShardWriter], dtype, columns):
     return write
 
 
+def _ranges(first: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """``first[i], first[i] + 1, ..., first[i] + counts[i] - 1`` for each i, joined."""
+    before = np.cumsum(counts) - counts
+    return np.repeat(first - before, counts) + np.arange(int(counts.sum()))
+
+
 def _by_file(file_of: np.ndarray, columns: list[np.ndarray]) -> dict[int, tuple]:
     """Split aligned arrays by the input part they come from."""
     order = np.argsort(file_of, kind="stable")
@@ -232,7 +241,7 @@ def _capturing_writer(captured: dict):
 
 
 def spark_decompose(spark, stage, data: Materialized, pass_dir: Path) -> StageCount:
-    """Run ``decompose`` (no ``mix``, greedy pieces) on Spark; see the module doc."""
+    """Run ``decompose`` on Spark; see the module doc."""
     from winnow.runners.spark import files_frame, spark_schema, write_parts
 
     p = stage.params
@@ -256,7 +265,7 @@ def spark_decompose(spark, stage, data: Materialized, pass_dir: Path) -> StageCo
     meta = stage._token_meta(data.schema)
     dtype = _token_dtype(meta["vocab_size"], int(pc.max(facts["max"]).as_py() or 0))
     num_docs = corpus.num_docs
-    ones = np.ones(num_docs, np.int64)
+    copies, mix_info = stage._copies(corpus)
 
     final = Path(stage.run_dir) / p.dir
     partial = final.with_name(final.name + ".partial")
@@ -267,42 +276,46 @@ def spark_decompose(spark, stage, data: Materialized, pass_dir: Path) -> StageCo
     captured: dict[tuple[str, int], bytes] = {}
     infos: dict = {}
     chunks = list(
-        stage._sequences(corpus, ones, dtype, partial, infos, _capturing_writer(captured))
+        stage._sequences(corpus, copies, dtype, partial, infos, _capturing_writer(captured))
     )
 
-    # 3. every fragment's (doc, start, length, shard key, row, order within the row)
-    lo, hi = p.min_log2, p.max_log2
-    doc, start, log2 = greedy_plan(lengths, lo, hi)
+    # 3. every fragment's (doc, start, length, shard key, row, order within the row),
+    # document copies in writing order
+    stream = copy_stream(copies)
+    doc, start, log2 = stage._plan(corpus, np.arange(num_docs), lengths)
+    n_pieces = np.bincount(doc, minlength=num_docs)
+    piece = _ranges((np.cumsum(n_pieces) - n_pieces)[stream], n_pieces[stream])
     writers: list[_ShardWriter] = []
     frags: list[tuple] = []
-    for k in range(lo, hi + 1):
+    for k in range(p.min_log2, p.max_log2 + 1):
         w = _ShardWriter(partial, f"len_{1 << k}", 1 << k, dtype, p.shard_tokens)
-        (sel,) = np.nonzero(log2 == k)
+        sel = piece[log2[piece] == k]
         rank = np.arange(len(sel), dtype=np.int64)
         key = (len(writers) << _KEY_BITS) + rank // w.per_shard
-        frags.append((doc[sel], start[sel], np.full(len(sel), 1 << k), key, rank % w.per_shard))
+        row, within = rank % w.per_shard, np.zeros_like(rank)  # one piece per bucket row
+        frags.append((doc[sel], start[sel], np.full(len(sel), 1 << k), key, row, within))
         writers.append(w)
-    if p.concat:
+    if p.concat:  # the stream's tokens cut every `size`; the last partial chunk dropped
         size = p.concat_len or 1 << p.max_log2
         w = _ShardWriter(partial, f"concat/len_{size}", size, dtype, p.shard_tokens)
-        n_chunks = len(chunk_owners(lengths, size)[0])
-        ends = np.cumsum(lengths)
-        starts = ends - lengths
-        last = np.minimum((ends - 1) // size, n_chunks - 1)
-        touched = np.where(lengths > 0, np.maximum(last - starts // size + 1, 0), 0)
-        d = np.repeat(np.arange(num_docs), touched)
-        j = np.repeat(starts // size, touched) + (
-            np.arange(len(d)) - np.repeat(np.cumsum(touched) - touched, touched)
-        )
-        begin = np.maximum(starts[d], j * size)
-        length = np.minimum(ends[d], (j + 1) * size) - begin
+        n = lengths[stream]
+        ends = np.cumsum(n)
+        starts = ends - n
+        last = np.minimum((ends - 1) // size, int(n.sum()) // size - 1)
+        touched = np.where(n > 0, np.maximum(last - starts // size + 1, 0), 0)
+        e = np.repeat(np.arange(len(stream)), touched)  # stream entry: order in the row
+        j = _ranges(starts // size, touched)
+        begin = np.maximum(starts[e], j * size)
+        length = np.minimum(ends[e], (j + 1) * size) - begin
         key = (len(writers) << _KEY_BITS) + j // w.per_shard
-        frags.append((d, begin - starts[d], length, key, j % w.per_shard))
+        frags.append((stream[e], begin - starts[e], length, key, j % w.per_shard, e))
         writers.append(w)
-    doc_f, start_f, length_f, key_f, seq_f = (np.concatenate(c) for c in zip(*frags, strict=True))
+    doc_f, start_f, length_f, key_f, seq_f, frag_f = (
+        np.concatenate(c) for c in zip(*frags, strict=True)
+    )
     plan = _by_file(
         file_of[doc_f],
-        [row_of[doc_f], start_f, length_f.astype(np.int64), key_f, seq_f, doc_f],
+        [row_of[doc_f], start_f, length_f.astype(np.int64), key_f, seq_f, frag_f],
     )
     index = {w.name: i for i, w in enumerate(writers)}
     columns = {(index[name] << _KEY_BITS) + s: blob for (name, s), blob in captured.items()}
@@ -366,18 +379,10 @@ def spark_decompose(spark, stage, data: Materialized, pass_dir: Path) -> StageCo
         raise LedgerError("decompose: kept parts do not hold every document")
 
     # 6. manifest
-    manifest = stage._manifest(meta, dtype, lengths, ones, **infos)
+    manifest = stage._manifest(meta, dtype, lengths, copies, **infos)
+    manifest["mix"] = mix_info
     stage._publish(partial, manifest)
     return count
 
 
-def _fallback(stage) -> str | None:
-    if stage.params.mix is not None:
-        return "mix has no Spark backend yet"
-    if stage.params.randomize_long:
-        return "randomize_long has no Spark backend yet"
-    return None
-
-
 spark_decompose.writes_parts = True
-spark_decompose.fallback = _fallback

@@ -363,6 +363,15 @@ def id_order(ids: pa.Array, tie) -> np.ndarray:
     return pc.sort_indices(keys, [("id", "ascending"), ("tie", "ascending")]).to_numpy()
 
 
+def copy_stream(copies: np.ndarray) -> np.ndarray:
+    """Document positions in writing order: copy ``c`` of the corpus (the documents with
+    more than ``c`` copies, in id order) after all copies ``< c``."""
+    return np.concatenate(
+        [np.nonzero(copies > c)[0] for c in range(int(copies.max(initial=0)))]
+        or [np.zeros(0, np.int64)]
+    )
+
+
 def doc_chunks(lengths: np.ndarray, positions: np.ndarray) -> Iterator[np.ndarray]:
     """``positions`` (documents of ``lengths``) in runs of about ``CHUNK_TOKENS`` tokens
     and at most ``CHUNK_DOCS`` documents: the kept-output parts."""
@@ -513,10 +522,7 @@ class _ConcatWriter:
 
     def __init__(self, writer: _ShardWriter, corpus: _Corpus, copies: np.ndarray):
         self.writer, self.corpus = writer, corpus
-        stream = np.concatenate(
-            [np.nonzero(copies > c)[0] for c in range(int(copies.max(initial=0)))]
-            or [np.zeros(0, np.int64)]
-        )
+        stream = copy_stream(copies)
         owner, self.offsets = chunk_owners(corpus.lengths[stream], writer.seq_len)
         self.owners = stream[owner]
         self.carry = np.zeros(0, np.uint32)
