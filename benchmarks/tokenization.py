@@ -5,8 +5,9 @@ Both sides tokenize the same real documents with the same byte-level BPE (traine
 here, offline) on one thread, append EOS and write their output to disk: winnow
 materialises the tokenized parts as Arrow IPC (as the runner does) and writes length
 buckets plus the concat baseline; datatrove writes its token file, index and shuffled
-copy (its defaults). Figures are tokens per CPU-second of this process (per core),
-best of ``--rounds`` alternating runs.
+copy (its defaults). winnow runs twice, with the tokenize stage's ``engine: hf`` and
+``engine: tiktoken``, and the two outputs must be identical. Figures are tokens per
+CPU-second of this process (per core), best of ``--rounds`` alternating runs.
 
     python benchmarks/tokenization.py --docs 4000 --vocab 32768 --rounds 3
 """
@@ -14,6 +15,7 @@ best of ``--rounds`` alternating runs.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import shutil
 import sys
@@ -45,7 +47,9 @@ def cpu_timed(fn) -> tuple[float, object]:
     return time.process_time() - start, result
 
 
-def run_winnow(docs: list[dict], tok_path: Path, chunk_rows: int, out: Path, **dec) -> dict:
+def run_winnow(
+    docs: list[dict], tok_path: Path, chunk_rows: int, out: Path, engine: str = "auto", **dec
+) -> dict:
     """Tokenize in runner-sized chunks, materialise as IPC parts, decompose; the manifest."""
     import json
 
@@ -55,7 +59,8 @@ def run_winnow(docs: list[dict], tok_path: Path, chunk_rows: int, out: Path, **d
     from winnow.stages.decompose import Decompose
     from winnow.stages.tokenize import Tokenize
 
-    stage = Tokenize(Tokenize.Params(tokenizer=str(tok_path)), stage_id="tok", seed=0)
+    params = Tokenize.Params(tokenizer=str(tok_path), engine=engine)
+    stage = Tokenize(params, stage_id="tok", seed=0)
     stage.setup()
     (out / "tok").mkdir(parents=True)
     files = []
@@ -69,7 +74,11 @@ def run_winnow(docs: list[dict], tok_path: Path, chunk_rows: int, out: Path, **d
     for _ in dec_stage.run(Materialized(files), out / "work"):
         pass
     manifest = json.loads((out / "buckets" / "manifest.json").read_text())
-    return {**manifest, "decompose_cpu_s": time.process_time() - start}
+    digest = hashlib.sha256()
+    for path in sorted((out / "buckets").rglob("*")):
+        if path.is_file():
+            digest.update(path.read_bytes())
+    return {**manifest, "decompose_cpu_s": time.process_time() - start, "sha": digest.hexdigest()}
 
 
 def run_datatrove(docs: list[dict], tok_path: Path, out: Path) -> int:
@@ -130,13 +139,29 @@ def main() -> int:
 
         from tokenizers import Tokenizer
 
+        from winnow.fast_bpe import encode_batch, to_tiktoken
+
         tok = Tokenizer.from_file(str(tok_path))
+        convert_s, conversion = cpu_timed(lambda: to_tiktoken(tok))
+        print(f"tiktoken conversion: {conversion.reason or 'exact'} ({convert_s:.2f} CPU-s)")
         texts = [d["text"] for d in docs]
+        shas = {}
+
+        def winnow(engine: str):
+            def run(out: Path) -> int:
+                manifest = run_winnow(docs, tok_path, args.chunk_rows, out, engine)
+                shas[engine] = manifest["sha"]
+                return manifest["input_tokens"]
+
+            return run
+
         runs = {
-            "winnow tokenize + decompose": lambda out: run_winnow(
-                docs, tok_path, args.chunk_rows, out
-            )["input_tokens"],
+            "winnow tokenize + decompose, engine: tiktoken": winnow("tiktoken"),
             "datatrove DocumentTokenizer": lambda out: run_datatrove(docs, tok_path, out),
+            "winnow tokenize + decompose, engine: hf": winnow("hf"),
+            "fast_bpe.encode_batch alone (tiktoken engine's floor)": lambda out: (
+                len(texts) + len(encode_batch(conversion.encoding, texts)[0])
+            ),
             "encode_batch_fast alone (winnow's floor)": lambda out: (
                 len(texts)
                 + sum(len(e.ids) for e in tok.encode_batch_fast(texts, add_special_tokens=False))
@@ -156,12 +181,15 @@ def main() -> int:
                 best[name] = min(best[name], secs)
                 shutil.rmtree(out)
         assert len(set(tokens.values())) == 1, tokens  # EOS included everywhere
+        assert shas["tiktoken"] == shas["hf"], "engines wrote different buckets"
         print("\n| pipeline | tokens | CPU s | tokens/s per core |\n|---|---:|---:|---:|")
         for name, secs in best.items():
             print(f"| {name} | {tokens[name]:,} | {secs:.2f} | {tokens[name] / secs:,.0f} |")
         names = list(runs)
-        ours, peer = best[names[0]], best[names[1]]
-        print(f"\nratio winnow / datatrove: {peer / ours:.2f}x")
+        fast, peer, hf = best[names[0]], best[names[1]], best[names[2]]
+        print(f"\nratio winnow (tiktoken) / datatrove: {peer / fast:.2f}x")
+        print(f"ratio winnow (hf) / datatrove: {peer / hf:.2f}x")
+        print(f"ratio winnow tiktoken / hf engine: {hf / fast:.2f}x")
         secs = min(
             run_winnow(docs, tok_path, args.chunk_rows, tmp / f"d{i}")["decompose_cpu_s"]
             for i in range(args.rounds)
