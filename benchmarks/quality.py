@@ -5,7 +5,9 @@ each heuristic scorer (Gopher quality, Gopher repetition, C4, FineWeb) and of th
 datatrove filter it mirrors, the decision agreement, the ``score`` stage running all
 four in one pass, the ``fasttext`` scorer against datatrove's FastTextClassifierFilter
 on the same model, and py3langid language id (throughput, and accuracy on the
-example sentences spaCy ships for many languages).
+example sentences spaCy ships for many languages), and CPU seconds per scorer on
+three adversarial 10 MB single-line documents (the bound ``tests/test_heuristics.py``
+checks for correctness only).
 
     python benchmarks/quality.py                      # smoke size (2000 docs)
     python benchmarks/quality.py --docs 12000         # the RESULTS.md figures
@@ -51,7 +53,7 @@ def parse_args() -> argparse.Namespace:
     )
     ap.add_argument("--fasttext-docs", type=int, default=2000)
     ap.add_argument(
-        "--skip", nargs="*", default=[], help="parts to skip: heuristics fasttext langid"
+        "--skip", nargs="*", default=[], help="parts to skip: heuristics fasttext langid huge"
     )
     ap.add_argument("--json", help="also write the figures here")
     return ap.parse_args()
@@ -258,6 +260,30 @@ def langid(docs: list[dict], out: dict) -> None:
     )
 
 
+def huge_documents(out: dict) -> None:
+    """CPU seconds of each scorer and its datatrove filter on 10 MB one-line texts."""
+    import datatrove.pipeline.filters as dt
+
+    rng = random.Random(0)
+    words = "the quick brown fox jumps over a lazy dog while data flows".split()
+    texts = {
+        "10 MB of words": " ".join(rng.choice(words) for _ in range(1_900_000))[:10_000_000],
+        "10 MB of 'x'": "x" * 10_000_000,
+        "'ab-' x 300k": "ab-" * 300_000,
+    }
+    print("\n| document | scorer | winnow CPU s | datatrove CPU s | speed-up |")
+    print("|---|---|---:|---:|---:|")
+    for label, text in texts.items():
+        doc = [{"id": "huge", "text": text}]
+        for name, (cls, dt_name) in HEURISTICS.items():
+            *_, t_ours = run_winnow(cls(), [text], 1)
+            *_, t_theirs = run_datatrove(getattr(dt, dt_name)(), doc)
+            out.setdefault("huge", {}).setdefault(label, {})[name] = [t_ours, t_theirs]
+            print(
+                f"| {label} | {name} | {t_ours:.2f} | {t_theirs:.2f} | {t_theirs / t_ours:.1f}x |"
+            )
+
+
 def main() -> int:
     args = parse_args()
     docs = documents(args.docs)
@@ -268,6 +294,8 @@ def main() -> int:
         fasttext_scoring(docs, args.fasttext_docs, out)
     if "langid" not in args.skip:
         langid(docs, out)
+    if "huge" not in args.skip:
+        huge_documents(out)
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
     return 0

