@@ -260,9 +260,9 @@ def test_connected_components_match_scipy(spark):
     assert got == want
 
 
-def test_minhash_native_and_verify_fallback(tmp_path, spark, caplog):
-    """``keep: oldest`` runs natively; a second stage with ``verify: jaccard`` runs on
-    the driver (and replaces cluster_id/cluster_size in place): same bytes as locally."""
+def test_minhash_native_with_verify(tmp_path, spark, caplog):
+    """``keep: oldest`` and, in a second stage, ``verify: jaccard`` (which replaces
+    cluster_id/cluster_size in place) both run natively: same bytes as locally."""
     from winnow.runners.spark import SparkRunner
 
     near = {"bands": 10, "rows": 5, "keep": "oldest", "keep_column": "src"}
@@ -275,10 +275,81 @@ def test_minhash_native_and_verify_fallback(tmp_path, spark, caplog):
     local = run_pipeline(spec(tmp_path, "local", stages), workers=1, progress=False)
     with caplog.at_level(logging.WARNING, logger="winnow.spark"):
         ledger = SparkRunner(spec(tmp_path, "spark", stages), spark).run()
-    assert "'near'" not in caplog.text
-    assert "'check' (minhash_dedup): verify: jaccard has no Spark backend yet" in caplog.text
+    assert "ran on the driver" not in caplog.text
     assert ledger.to_json() == local.to_json()
     assert ledger.to_json()["stages"]["near"]["rejected"]["near_duplicate_of"] > 0
+    assert arrow_bytes(tmp_path / "spark") == arrow_bytes(tmp_path / "local")
+
+
+def write_chains(folder: Path, n_docs=150) -> None:
+    """Random 60-word documents; 30 of them start a chain of six copies, each one
+    word off the previous one (so A~B~C with A and C dissimilar at threshold 0.8,
+    5-word shingles), 30 more have copies 1, 2, 4 and 8 words off."""
+    rng = random.Random(5)
+
+    def word() -> str:  # letters only: normalisation maps every digit to 0
+        return "".join(rng.choices("abcdefghijklmnopqrstuvwxyz", k=6))
+
+    def edit(words: list[str], n: int) -> list[str]:
+        out = words[:]
+        for i in rng.sample(range(len(out)), n):
+            out[i] = word()
+        return out
+
+    docs = [[word() for _ in range(60)] for _ in range(n_docs)]
+    rows = [(f"d{i:04d}", words) for i, words in enumerate(docs)]
+
+    for i in range(30):
+        words = docs[i]
+        for link in range(6):
+            words = edit(words, 1)
+            rows.append((f"c{i:02d}-{link}", words))
+    for i in range(30, 60):
+        rows += [(f"n{i:02d}-{k}", edit(docs[i], k)) for k in (1, 2, 4, 8)]
+    rng.shuffle(rows)
+    lines = [
+        json.dumps({"id": i, "text": " ".join(w), "score": rng.random()}) + "\n" for i, w in rows
+    ]
+    folder.mkdir(parents=True)
+    (folder / "part-0.jsonl").write_text("".join(lines[::2]))
+    (folder / "part-1.jsonl").write_text("".join(lines[1::2]))
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"verify": "jaccard"},
+        {"verify": "signature", "keep": "highest_score", "keep_column": "score"},
+    ],
+    ids=["jaccard", "signature-highest-score"],
+)
+def test_minhash_verify_resolves_chains(tmp_path, spark, monkeypatch, params):
+    """Verified clusters on Spark equal ``resolve_groups``'s: chain members that fail
+    against their cluster's kept document are resolved again among themselves (here
+    in three or more rounds); same ledger (verified_edges included) and bytes."""
+    from winnow.kernels import clusters
+    from winnow.runners.spark import SparkRunner
+
+    rounds = []
+
+    def counting(labels, priority, score, threshold):  # local rounds that score members
+        def counted(u, v):
+            if len(u):
+                rounds.append(len(u))
+            return score(u, v)
+
+        return resolve(labels, priority, counted, threshold)
+
+    resolve = clusters.resolve_groups
+    monkeypatch.setattr(clusters, "resolve_groups", counting)
+    stages = [{"id": "near", "use": "minhash_dedup", "params": params}]
+    write_chains(tmp_path / "in")
+    local = run_pipeline(spec(tmp_path, "local", stages), workers=1, progress=False)
+    assert len(rounds) >= 3
+    ledger = SparkRunner(spec(tmp_path, "spark", stages), spark).run()
+    assert ledger.to_json() == local.to_json()
+    stats = local.to_json()["stages"]["near"]["stats"]
+    assert 0 < stats["verified_edges"] < stats["candidate_edges"]
     assert arrow_bytes(tmp_path / "spark") == arrow_bytes(tmp_path / "local")
 
 

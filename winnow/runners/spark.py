@@ -10,10 +10,10 @@
   (``spark.python.worker.reuse``, the default). Errors a user can cause come back
   as records, not exceptions, so Spark does not retry them; the driver raises them.
 - **global passes**: stages with a Spark backend in ``SPARK_BACKENDS`` (``select``,
-  ``exact_dedup``, ``minhash_dedup`` without ``verify``) read the parent parts into
-  a DataFrame, decide with DataFrame operations (key math shared with the local
-  backend: xxh3 keys, MinHash signatures and band keys, star edges to the smallest
-  id, keep order; connected components by large-star / small-star rounds) and
+  ``exact_dedup``, ``minhash_dedup``) read the parent parts into a DataFrame, decide
+  with DataFrame operations (key math shared with the local backend: xxh3 keys,
+  MinHash signatures and band keys, star edges to the smallest id, verification
+  scores, keep order; connected components by large-star / small-star rounds) and
   write their parts from the executors, one part per input part, rows in input
   order: the same layout as locally. ``decompose`` (``winnow.runners.spark_decompose``,
   ``writes_parts``) writes its shard files and parts itself. Other global stages (and a backend's
@@ -36,6 +36,7 @@ import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import reduce
 from pathlib import Path
 
 import numpy as np
@@ -305,20 +306,24 @@ def _rejected(df, rows, prefix: str, kept_id):
 
 
 def spark_minhash_dedup(stage, df, data: Materialized):
-    """``minhash_dedup`` (``verify: none``): signatures and band keys in the workers
+    """``minhash_dedup``: signatures and band keys in the workers
     (``winnow.kernels.minhash``), star edges from a window per (band, key), connected
-    components by large-star / small-star rounds, keep policy by a window per component.
+    components by large-star / small-star rounds, keep policy by a window per group.
 
     Documents are numbered by position (``_file << 32 | _row``): component labels
     never reach the output, while each bucket's centre is its smallest *id*, as in
     ``clusters.STAR_EDGES_SQL``, so the candidate edges (and their count) are the
-    local stage's.
+    local stage's. With ``verify``, the edges are scored in the workers with the local
+    math (``_scored``), the components are those of the verified edges, and
+    ``_resolve`` checks their members against the kept document as
+    ``clusters.resolve_groups`` does; a group is then a kept document and the
+    members that joined it.
     """
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
     from winnow.kernels.minhash import band_keys
-    from winnow.stages.dedup import _require
+    from winnow.stages.dedup import _require, signature_bytes
 
     p = stage.params
     _require(data, [ID, p.column, p.keep_column])
@@ -331,16 +336,19 @@ def spark_minhash_dedup(stage, df, data: Materialized):
         offsets = pa.array(np.arange(0, keys.size + 1, bands, dtype=np.int32))
         lists = pa.ListArray.from_arrays(offsets, pa.array(keys.ravel()), mask=pa.array(count == 0))
         out = {"_bands": lists}
+        if p.verify == "signature":
+            out["_sig"] = signature_bytes(sig)
         if p.keep_column:
             out["_k"] = table[p.keep_column]
         return out
 
     fields = {"_bands": pa.list_(pa.int64())}
+    if p.verify == "signature":
+        fields["_sig"] = pa.binary()
     if p.keep_column:
         fields["_k"] = data.schema.field(p.keep_column).type
-    node = (F.shiftleft(F.col(FILE), 32) + F.col(ROW)).alias("_node")
     # Materialised once: signatures are the costly part, and the frame is used twice.
-    keys = materialise(_keys_frame(df, data, fields, compute).select("*", node))
+    keys = materialise(_keys_frame(df, data, fields, compute).select("*", _node()))
     _check_unique_ids(keys)
 
     bucket = Window.partitionBy("band", "key")
@@ -349,20 +357,28 @@ def spark_minhash_dedup(stage, df, data: Materialized):
     edges = members.select(F.col("_node").alias("a"), centre.alias("b")).where("a <> b").distinct()
     edges = materialise(edges)
     stats = {"near_duplicates": None, "candidate_edges": float(edges.count())}
-    roots = connected_components(edges)  # (a, b): node a's component is labelled b
-    labels = roots.unionByName(roots.select(F.col("b").alias("a"), "b").distinct())
 
     order = _keep_order(p.keep)
-    component = Window.partitionBy("b")
     keep_col = ["_k"] if p.keep_column else []
     docs = keys.select(FILE, ROW, ID, F.col("_node").alias("a"), *keep_col)
-    grouped = labels.join(docs, "a")
-    decided = grouped.select(
+    if p.verify != "none" and stats["candidate_edges"]:
+        ends = edges.select(F.col("a").alias("_node")).union(edges.select("b")).distinct()
+        payloads = materialise(_verify_payloads(stage, df, keys, ends, data))
+        scored = materialise(_scored(stage, edges, "a", "b", payloads))
+        verified = scored.where("_ok").select("a", "b")
+        stats["verified_edges"] = float(verified.count())
+        roots = _resolve(stage, connected_components(verified), docs, payloads, order)
+    else:
+        roots = connected_components(edges)  # (a, b): node a's component is labelled b
+    labels = roots.unionByName(roots.select(F.col("b").alias("a"), "b").distinct())
+
+    group = Window.partitionBy("b")
+    decided = labels.join(docs, "a").select(
         FILE,
         ROW,
-        F.count(F.lit(1)).over(component).alias("_size"),
-        F.min(ID).over(component).alias("_cluster"),
-        F.first(ID).over(component.orderBy(*order)).alias("_kept_id"),
+        F.count(F.lit(1)).over(group).alias("_size"),
+        F.min(ID).over(group).alias("_cluster"),
+        F.first(ID).over(group.orderBy(*order)).alias("_kept_id"),
     )
     joined = df.join(decided, [FILE, ROW], "left")
     keep = F.col("_kept_id").isNull() | (F.col("_kept_id") == F.col(ID).cast("string"))
@@ -375,13 +391,97 @@ def spark_minhash_dedup(stage, df, data: Materialized):
     return kept, rejected, stats
 
 
-def _minhash_fallback(stage) -> str | None:
-    if stage.params.verify != "none":
-        return f"verify: {stage.params.verify} has no Spark backend yet"
-    return None
+def _node():
+    """A row's node number in ``spark_minhash_dedup``: its position."""
+    from pyspark.sql import functions as F
+
+    return (F.shiftleft(F.col(FILE), 32) + F.col(ROW)).alias("_node")
 
 
-spark_minhash_dedup.fallback = _minhash_fallback
+def _verify_payloads(stage, df, keys, nodes, data: Materialized):
+    """``(_node, _value)`` for the ``nodes`` frame's nodes: what ``verify`` compares.
+    ``signature``: the signature bytes (from the key frame); ``jaccard``: the text's
+    sorted unique shingle hashes (``dedup.shingle_sets``, as the local stage)."""
+    from pyspark.sql import functions as F
+
+    from winnow.stages.dedup import shingle_sets
+
+    if stage.params.verify == "signature":
+        return keys.select("_node", F.col("_sig").alias("_value")).join(nodes, "_node", "left_semi")
+    column = stage.params.column
+    field = pa.schema([data.schema.field(column)])
+    hasher = stage.hasher()
+    texts = df.select(_node(), column).join(nodes, "_node", "left_semi")
+
+    def sets(batches):
+        for batch in batches:
+            text = conform(pa.table({column: batch[column]}), field)[column]
+            values, offsets = shingle_sets(hasher, text)
+            lists = pa.ListArray.from_arrays(offsets.astype(np.int32), values.view(np.int64))
+            yield pa.record_batch({"_node": batch["_node"], "_value": lists})
+
+    return texts.mapInArrow(sets, "_node long, _value array<long>")
+
+
+def _scored(stage, pairs, x: str, y: str, payloads):
+    """``pairs`` plus ``_ok``: whether nodes ``x`` and ``y`` reach ``threshold`` by the
+    local similarity (``clusters.signature_agreement`` of the signatures or
+    ``clusters.pair_jaccard`` of the shingle sets), computed in the workers."""
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import BooleanType, StructField, StructType
+
+    from winnow.kernels import clusters
+    from winnow.stages.dedup import signature_rows
+
+    p = stage.params
+    names = pairs.columns
+    joined = pairs.join(
+        payloads.select(F.col("_node").alias(x), F.col("_value").alias("_vx")), x
+    ).join(payloads.select(F.col("_node").alias(y), F.col("_value").alias("_vy")), y)
+
+    def score(batches):
+        for batch in batches:
+            u, v = batch["_vx"], batch["_vy"]
+            if p.verify == "signature":
+                sim = clusters.signature_agreement(
+                    signature_rows(u, p.scheme), signature_rows(v, p.scheme)
+                )
+            else:  # set i is u[i], set len(u) + i is v[i]
+                sets = pa.concat_arrays([u, v])
+                offsets = np.asarray(sets.offsets) - sets.offsets[0].as_py()
+                i = np.arange(len(u))
+                sim = clusters.pair_jaccard(sets.flatten().to_numpy(), offsets, i, i + len(u))
+            ok = pa.array(sim >= p.threshold)
+            yield pa.record_batch([*(batch[n] for n in names), ok], [*names, "_ok"])
+
+    schema = StructType([*pairs.schema.fields, StructField("_ok", BooleanType(), False)])
+    return joined.mapInArrow(score, schema)
+
+
+def _resolve(stage, roots, docs, payloads, order, max_rounds: int = 64):
+    """``clusters.resolve_groups`` over the verified components ``roots`` (as from
+    ``connected_components``): ``(a, b)`` for every node ``a`` that joins kept node
+    ``b``. Each round, per component, the pending node first by the keep order is
+    kept and the other pending nodes are scored against it; those that fail stay
+    pending, in the same component, for the next round. So there is one round more
+    than the most times one node fails (bounded by the size of its component), at
+    most ``max_rounds`` as locally (nodes still pending then stay alone); each round
+    is materialised. Only node numbers and ids cross rounds, never the texts."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    nodes = roots.unionByName(roots.select(F.col("b").alias("a"), "b").distinct())
+    pending = nodes.withColumnRenamed("b", "_label").join(docs.drop(FILE, ROW), "a")
+    first = Window.partitionBy("_label").orderBy(*order)
+    joins = []
+    for _ in range(max_rounds):
+        ranked = pending.withColumn("b", F.first("a").over(first)).where("a <> b")
+        scored = materialise(_scored(stage, ranked, "a", "b", payloads))
+        joins.append(scored.where("_ok").select("a", "b"))
+        pending = scored.where("NOT _ok").drop("b", "_ok")
+        if pending.isEmpty():
+            break
+    return reduce(lambda x, y: x.unionByName(y), joins)
 
 
 def connected_components(edges, max_rounds: int = 100):

@@ -260,6 +260,41 @@ def _no_rows(table: pa.Table, columns: dict[str, pa.DataType]) -> Output:
 # ----------------------------------------------------------------------- near dedup
 
 
+def signature_bytes(sig: np.ndarray) -> pa.Array:
+    """One fixed-size binary value per signature (row of ``sig``)."""
+    width = sig.shape[1] * sig.itemsize
+    return pa.FixedSizeBinaryArray.from_buffers(
+        pa.binary(width), len(sig), [None, pa.py_buffer(sig.tobytes())]
+    )
+
+
+def signature_rows(blob: pa.Array | pa.ChunkedArray, scheme: str) -> np.ndarray:
+    """The ``(rows, num_perm)`` signatures back from ``signature_bytes`` values (of any
+    binary type)."""
+    if isinstance(blob, pa.ChunkedArray):
+        blob = blob.combine_chunks()
+    blob = blob.cast(pa.large_binary())
+    offs = np.frombuffer(blob.buffers()[1], np.int64)[blob.offset :]
+    raw = np.frombuffer(blob.buffers()[2], np.uint8)[offs[0] : offs[len(blob)]]
+    dtype = np.uint64 if scheme == "affine64" else np.uint32
+    return raw.view(dtype).reshape(len(blob), -1)
+
+
+def shingle_sets(
+    hasher: MinHasher, texts: pa.Array | pa.ChunkedArray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each text's shingle set as sorted unique hashes: ``(values, offsets)``, the sets
+    ``clusters.pair_jaccard`` compares."""
+    hashes, offsets = hasher.shingle_hashes(texts)
+    doc = np.repeat(np.arange(len(texts)), np.diff(offsets))
+    order = np.lexsort((hashes, doc))
+    doc, hashes = doc[order], hashes[order]
+    fresh = np.ones(len(doc), bool)
+    fresh[1:] = (doc[1:] != doc[:-1]) | (hashes[1:] != hashes[:-1])
+    counts = np.bincount(doc[fresh], minlength=len(texts))
+    return hashes[fresh], np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+
+
 class Normalization(Params):
     """Text normalisation before shingling (each step switchable)."""
 
@@ -356,10 +391,7 @@ class MinhashDedup(GlobalStage):
             out = {"pos": np.arange(pos, pos + table.num_rows, dtype=np.int64), "id": table[ID]}
             out |= {f"b{b}": pa.array(keys[:, b], mask=empty) for b in range(bands)}
             if p.verify == "signature":
-                width = sig.shape[1] * sig.itemsize
-                out["sig"] = pa.FixedSizeBinaryArray.from_buffers(
-                    pa.binary(width), len(sig), [None, pa.py_buffer(sig.tobytes())]
-                )
+                out["sig"] = signature_bytes(sig)
             if p.keep_column:
                 out["k"] = table[p.keep_column]
             pq.write_table(pa.table(out), parts / f"part-{i:06d}.parquet")
@@ -449,11 +481,7 @@ class MinhashDedup(GlobalStage):
                 f"""SELECT d.node, r.sig FROM read_parquet('{glob}') r JOIN docs d USING (pos)
                 WHERE d.node IN (SELECT node FROM cand) ORDER BY d.node"""
             ).to_arrow_table()
-            blob = got["sig"].combine_chunks().cast(pa.large_binary())
-            offs = np.frombuffer(blob.buffers()[1], np.int64)[blob.offset :]
-            raw = np.frombuffer(blob.buffers()[2], np.uint8)[offs[0] : offs[len(blob)]]
-            dtype = np.uint64 if hasher.scheme == "affine64" else np.uint32
-            sigs = raw.view(dtype).reshape(len(got), -1)
+            sigs = signature_rows(got["sig"], hasher.scheme)
 
             def score(u: np.ndarray, v: np.ndarray) -> np.ndarray:
                 a, b = np.searchsorted(nodes, u), np.searchsorted(nodes, v)
@@ -479,15 +507,10 @@ class MinhashDedup(GlobalStage):
             take = np.flatnonzero(wanted[node])
             if not len(take):
                 continue
-            hashes, offsets = hasher.shingle_hashes(table[self.params.column].take(take))
-            doc = np.repeat(np.arange(len(take)), np.diff(offsets))
-            order = np.lexsort((hashes, doc))
-            doc, hashes = doc[order], hashes[order]
-            fresh = np.ones(len(doc), bool)
-            fresh[1:] = (doc[1:] != doc[:-1]) | (hashes[1:] != hashes[:-1])
+            values, offsets = shingle_sets(hasher, table[self.params.column].take(take))
             got_nodes.append(node[take])
-            got_values.append(hashes[fresh])
-            got_counts.append(np.bincount(doc[fresh], minlength=len(take)))
+            got_values.append(values)
+            got_counts.append(np.diff(offsets))
         order = np.argsort(np.concatenate(got_nodes))
         counts = np.concatenate(got_counts)
         starts = np.concatenate([[0], np.cumsum(counts)])[:-1]
