@@ -203,7 +203,7 @@ def _unmap_table() -> dict[int, int | str]:
     return table
 
 
-def _token_bytes(token: str) -> bytes | None:
+def token_bytes(token: str) -> bytes | None:
     """The bytes a byte-level vocabulary entry stands for; ``None`` if not byte-level."""
     try:
         return token.translate(_unmap_table()).encode("latin-1")
@@ -243,7 +243,7 @@ def _mergeable_ranks(
 
     ranks, merged = {}, []
     for token, token_id in vocab.items():
-        raw = _token_bytes(token)
+        raw = token_bytes(token)
         if raw is not None and (len(raw) == 1 or token in made):
             ranks[raw] = token_id
             if len(raw) > 1:

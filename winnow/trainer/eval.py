@@ -98,17 +98,17 @@ class HFTokenizer:
         """Bytes each token id stands for: byte-level tokens (GPT-2 alphabet, one char
         per byte) count their chars, SentencePiece byte fallbacks ``<0xNN>`` one,
         ``▁`` one (a space), special tokens none, anything else its UTF-8 length."""
-        from tokenizers import pre_tokenizers
+        from winnow.fast_bpe import token_bytes
 
-        alphabet = set(pre_tokenizers.ByteLevel.alphabet())
         special = {i for i, t in self.tok.get_added_tokens_decoder().items() if t.special}
         table = np.zeros(self.tok.get_vocab_size(with_added_tokens=True), np.int64)
         for i in range(len(table)):
             s = self.tok.id_to_token(i)
             if s is None or i in special:
                 continue
-            if all(c in alphabet for c in s):
-                table[i] = len(s)
+            raw = token_bytes(s)
+            if raw is not None:
+                table[i] = len(raw)
             elif len(s) == 6 and s.startswith("<0x") and s.endswith(">"):
                 table[i] = 1
             else:
