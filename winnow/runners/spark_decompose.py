@@ -379,8 +379,7 @@ def spark_decompose(spark, stage, data: Materialized, pass_dir: Path) -> StageCo
         raise LedgerError("decompose: kept parts do not hold every document")
 
     # 6. manifest
-    manifest = stage._manifest(meta, dtype, lengths, copies, **infos)
-    manifest["mix"] = mix_info
+    manifest = stage._manifest(meta, dtype, lengths, copies, mix_info, **infos)
     stage._publish(partial, manifest)
     return count
 

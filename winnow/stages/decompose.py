@@ -110,8 +110,7 @@ class Decompose(GlobalStage):
             yield self._output(corpus, chunk, n_seq, dropped)
         if corpus.num_docs == 0:
             yield self._output(corpus, np.zeros(0, np.int64), np.zeros(0), np.zeros(0))
-        manifest = self._manifest(meta, dtype, corpus.lengths, copies, **infos)
-        manifest["mix"] = mix_info
+        manifest = self._manifest(meta, dtype, corpus.lengths, copies, mix_info, **infos)
         self._publish(partial, manifest)
 
     def _sequences(self, corpus, copies, dtype, root: Path, infos: dict, writer=None):
@@ -143,8 +142,10 @@ class Decompose(GlobalStage):
         infos["buckets_info"] = buckets.close()
         infos["concat_info"] = concat.close() if p.concat else None
 
-    def _manifest(self, meta: dict, dtype, lengths, copies, buckets_info, concat_info) -> dict:
-        """manifest.json's content (``mix`` last, None: set it after)."""
+    def _manifest(
+        self, meta: dict, dtype, lengths, copies, mix_info, buckets_info, concat_info
+    ) -> dict:
+        """manifest.json's content; ``mix_info`` from ``_copies`` (None without ``mix``)."""
         p = self.params
         tail = (1 << p.min_log2) - 1
         return {
@@ -162,7 +163,7 @@ class Decompose(GlobalStage):
             "dropped_tokens": int((copies * (lengths & tail)).sum()),
             **buckets_info,
             "concat": concat_info,
-            "mix": None,
+            "mix": mix_info,
         }
 
     def _publish(self, partial: Path, manifest: dict) -> None:
