@@ -16,9 +16,8 @@
   scores, keep order; connected components by large-star / small-star rounds) and
   write their parts from the executors, one part per input part, rows in input
   order: the same layout as locally. ``decompose`` (``winnow.runners.spark_decompose``,
-  ``writes_parts``) writes its shard files and parts itself. Other global stages (and a backend's
-  ``fallback(stage)`` cases) run their local ``run()`` on the driver over the
-  materialised parts, with a warning.
+  ``writes_parts``) writes its shard files and parts itself. Other global stages run
+  their local ``run()`` on the driver over the materialised parts, with a warning.
 
 Executors write into the run directory, so it must be on a filesystem they all
 share: local disk for ``local[*]``, an NFS or fuse mount on a cluster.
@@ -634,10 +633,10 @@ class SparkRunner(LocalRunner):
 
     def _run_global_stage(self, stage, data: Materialized, pass_dir: Path, advance) -> StageCount:
         backend = SPARK_BACKENDS.get(stage.name)
-        fallback = getattr(backend, "fallback", lambda _: None)
-        why = "no Spark backend yet" if backend is None else fallback(stage)
-        if why:
-            log.warning("stage %r (%s): %s; ran on the driver", stage.stage_id, stage.name, why)
+        if backend is None:
+            log.warning(
+                "stage %r (%s): no Spark backend yet; ran on the driver", stage.stage_id, stage.name
+            )
             return super()._run_global_stage(stage, data, pass_dir, advance)
         if data.num_rows == 0:  # nothing to distribute; keeps the local empty-output layout
             return super()._run_global_stage(stage, data, pass_dir, advance)
