@@ -281,6 +281,24 @@ def test_minhash_native_with_verify(tmp_path, spark, caplog):
     assert arrow_bytes(tmp_path / "spark") == arrow_bytes(tmp_path / "local")
 
 
+def test_plugin_global_stage_runs_on_the_driver(tmp_path, spark, caplog):
+    """A global stage without a Spark backend runs its local code on the driver, with
+    a warning, and writes the same bytes as locally."""
+    from winnow.runners.spark import SparkRunner
+
+    stages = [
+        {"id": "norm", "use": "normalize"},
+        {"id": "order", "use": "plugins.stages:LongestFirst"},
+    ]
+    write_corpus(tmp_path / "in", n_docs=200, bad_lines=False)
+    local = run_pipeline(spec(tmp_path, "local", stages), workers=1, progress=False)
+    with caplog.at_level(logging.WARNING, logger="winnow.spark"):
+        ledger = SparkRunner(spec(tmp_path, "spark", stages), spark).run()
+    assert "stage 'order' (LongestFirst): no Spark backend yet; ran on the driver" in caplog.text
+    assert ledger.to_json() == local.to_json()
+    assert arrow_bytes(tmp_path / "spark") == arrow_bytes(tmp_path / "local")
+
+
 def write_chains(folder: Path, n_docs=150) -> None:
     """Random 60-word documents; 30 of them start a chain of six copies, each one
     word off the previous one (so A~B~C with A and C dissimilar at threshold 0.8,

@@ -2,7 +2,7 @@
 
 import time
 
-from winnow.stages.base import MapStage, Output, Params
+from winnow.stages.base import GlobalStage, MapStage, Output, Params
 
 
 class SlowParams(Params):
@@ -46,3 +46,18 @@ class FailOnce(MapStage):
             flag.touch()
             raise RuntimeError(f"injected failure on the chunk holding {self.params.when_id}")
         return Output(table)
+
+
+class LongestFirst(GlobalStage):
+    """A plugin global stage (no Spark backend): every row, longest text first."""
+
+    def run(self, data, workdir):
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        table = pa.concat_tables(data.tables())
+        order = pc.sort_indices(
+            table.append_column("n", pc.utf8_length(table["text"])),
+            [("n", "descending"), ("id", "ascending")],
+        )
+        yield Output(table.take(order))

@@ -634,8 +634,9 @@ class SparkRunner(LocalRunner):
     def _run_global_stage(self, stage, data: Materialized, pass_dir: Path, advance) -> StageCount:
         backend = SPARK_BACKENDS.get(stage.name)
         if backend is None:
+            kind = stage.name or type(stage).__name__  # plugins may leave name unset
             log.warning(
-                "stage %r (%s): no Spark backend yet; ran on the driver", stage.stage_id, stage.name
+                "stage %r (%s): no Spark backend yet; ran on the driver", stage.stage_id, kind
             )
             return super()._run_global_stage(stage, data, pass_dir, advance)
         if data.num_rows == 0:  # nothing to distribute; keeps the local empty-output layout
