@@ -74,11 +74,16 @@ def run_winnow(
     for _ in dec_stage.run(Materialized(files), out / "work"):
         pass
     manifest = json.loads((out / "buckets" / "manifest.json").read_text())
+    return {**manifest, "decompose_cpu_s": time.process_time() - start}
+
+
+def tree_digest(folder: Path) -> str:
+    """sha256 over every file under ``folder``, in path order."""
     digest = hashlib.sha256()
-    for path in sorted((out / "buckets").rglob("*")):
+    for path in sorted(folder.rglob("*")):
         if path.is_file():
             digest.update(path.read_bytes())
-    return {**manifest, "decompose_cpu_s": time.process_time() - start, "sha": digest.hexdigest()}
+    return digest.hexdigest()
 
 
 def run_datatrove(docs: list[dict], tok_path: Path, out: Path) -> int:
@@ -145,20 +150,20 @@ def main() -> int:
         convert_s, conversion = cpu_timed(lambda: to_tiktoken(tok))
         print(f"tiktoken conversion: {conversion.reason or 'exact'} ({convert_s:.2f} CPU-s)")
         texts = [d["text"] for d in docs]
-        shas = {}
 
         def winnow(engine: str):
-            def run(out: Path) -> int:
-                manifest = run_winnow(docs, tok_path, args.chunk_rows, out, engine)
-                shas[engine] = manifest["sha"]
-                return manifest["input_tokens"]
+            return lambda out: run_winnow(docs, tok_path, args.chunk_rows, out, engine)[
+                "input_tokens"
+            ]
 
-            return run
-
+        tiktoken_run, hf_run = (
+            f"winnow tokenize + decompose, engine: {e}" for e in ("tiktoken", "hf")
+        )
+        engines = {tiktoken_run: "tiktoken", hf_run: "hf"}
         runs = {
-            "winnow tokenize + decompose, engine: tiktoken": winnow("tiktoken"),
+            tiktoken_run: winnow("tiktoken"),
             "datatrove DocumentTokenizer": lambda out: run_datatrove(docs, tok_path, out),
-            "winnow tokenize + decompose, engine: hf": winnow("hf"),
+            hf_run: winnow("hf"),
             "fast_bpe.encode_batch alone (tiktoken engine's floor)": lambda out: (
                 len(texts) + len(encode_batch(conversion.encoding, texts)[0])
             ),
@@ -172,13 +177,15 @@ def main() -> int:
             ),
         }
         best = dict.fromkeys(runs, float("inf"))
-        tokens = {}
+        tokens, shas = {}, {}
         for r in range(args.rounds):
             for i, (name, fn) in enumerate(runs.items()):
                 out = tmp / f"run-{r}-{i}"
                 out.mkdir()
                 secs, tokens[name] = cpu_timed(lambda fn=fn, out=out: fn(out))
                 best[name] = min(best[name], secs)
+                if name in engines:  # outside the timing
+                    shas[engines[name]] = tree_digest(out / "buckets")
                 shutil.rmtree(out)
         assert len(set(tokens.values())) == 1, tokens  # EOS included everywhere
         assert shas["tiktoken"] == shas["hf"], "engines wrote different buckets"
