@@ -14,15 +14,12 @@ import zstandard
 
 from winnow.config import InputSpec
 from winnow.errors import InputError
-from winnow.io.readers import (
-    Chunk,
-    conform,
-    plan_chunks,
-    read_chunk,
-    unify_schemas,
-)
+from winnow.io.chunks import Chunk
+from winnow.io.discovery import plan_chunks
+from winnow.io.readers import read_chunk
 from winnow.io.writers import ShardWriter, read_table, write_table
 from winnow.stages.base import Materialized
+from winnow.table import conform, unify_schemas
 
 DOCS = [
     {"id": "a1", "text": "first document", "url": "http://a/1", "score": 0.5},

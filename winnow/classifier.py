@@ -210,7 +210,8 @@ def _is_files(source: str) -> bool:
 
 def _read_files(source: str, text_column: str) -> list[str]:
     from winnow.config import InputSpec
-    from winnow.io.readers import plan_chunks, read_chunk
+    from winnow.io.discovery import plan_chunks
+    from winnow.io.readers import read_chunk
 
     spec = InputSpec(path=source, text_field=text_column, id_field=None, on_error="fail")
     texts: list[str] = []

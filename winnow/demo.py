@@ -42,7 +42,7 @@ SPAM_WORDS = ["cheap", "casino", "bonus", "free", "pills", "win", "best", "price
 FILLER = ["data", "model", "value", "result", "system", "method", "process", "object"]
 
 
-def _edit_words(text: str, rate: float, rng: random.Random) -> str:
+def edit_words(text: str, rate: float, rng: random.Random) -> str:
     """Replace, drop or insert about ``rate`` of the words."""
     words = text.split()
     out = []
@@ -77,7 +77,7 @@ def build_corpus(out_dir: Path, docs: int, seed: int = 0, shards: int = 4) -> di
     similarity = {}
     for rate in NEAR_DUP_RATES:
         for i, src in enumerate(rng.sample(clean, n // 2)):
-            text = _edit_words(src["text"], rate, rng)
+            text = edit_words(src["text"], rate, rng)
             doc_id = f"near{rate}-{i}"
             add({"id": doc_id, "text": text, "source": src["source"]}, f"near_dup_{rate}")
             similarity[doc_id] = _jaccard(text, src["text"])
@@ -183,7 +183,8 @@ def train_demo_tokenizer(out: Path, vocab: int = 1024) -> Path:
     """A small byte-level BPE fitted on the demo input (raw text, so neither ablation
     variant is favoured). A small vocabulary keeps the CPU proxy models fast."""
     from winnow.config import InputSpec
-    from winnow.io.readers import plan_chunks, read_chunk
+    from winnow.io.discovery import plan_chunks
+    from winnow.io.readers import read_chunk
     from winnow.tokenizer import train_tokenizer
 
     spec = InputSpec(path=str(out / "input"))

@@ -21,7 +21,9 @@ import pyarrow as pa
 
 from winnow.config import InputSpec, PipelineSpec
 from winnow.errors import LedgerError, WinnowError
-from winnow.io.readers import Chunk, conform, plan_chunks, read_chunk, unify_schemas
+from winnow.io.chunks import Chunk
+from winnow.io.discovery import plan_chunks
+from winnow.io.readers import read_chunk
 from winnow.io.writers import ShardWriter, ipc_rows, read_table, write_table
 from winnow.ledger import Ledger, StageCount, count_reasons
 from winnow.plan import Pass, Plan
@@ -37,7 +39,7 @@ from winnow.runners.common import (
     write_json_atomic,
 )
 from winnow.stages.base import Materialized, Output
-from winnow.table import ID, REASON, STAGE, TEXT
+from winnow.table import ID, REASON, STAGE, TEXT, conform, unify_schemas
 
 
 @dataclass(frozen=True)

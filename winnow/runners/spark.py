@@ -44,14 +44,13 @@ import pyarrow as pa
 from winnow import errors
 from winnow.config import PipelineSpec
 from winnow.errors import WinnowError
-from winnow.io.readers import conform
 from winnow.io.writers import read_table, write_table
 from winnow.ledger import Ledger, StageCount, count_reasons
 from winnow.runners.local import LocalRunner, MapTask, _write_rejected, run_map_task
 from winnow.runners.spark_combine import spark_combine
 from winnow.runners.spark_decompose import spark_decompose
 from winnow.stages.base import Materialized
-from winnow.table import ID, REASON
+from winnow.table import ID, REASON, conform
 
 log = logging.getLogger("winnow.spark")
 

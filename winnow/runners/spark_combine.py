@@ -24,7 +24,6 @@ import numpy as np
 import pyarrow as pa
 
 from winnow.errors import WinnowError
-from winnow.io.readers import conform
 from winnow.scorers.combine import (
     Normalizer,
     exact_mean,
@@ -34,7 +33,7 @@ from winnow.scorers.combine import (
     weighted_sum,
 )
 from winnow.stages.base import Materialized
-from winnow.table import REASON
+from winnow.table import REASON, conform
 
 # winnow.runners.spark imports this module for its registry: its names are imported
 # where used.

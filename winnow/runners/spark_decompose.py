@@ -40,7 +40,6 @@ import pyarrow.compute as pc
 import xxhash
 
 from winnow.errors import InputError, LedgerError, WinnowError
-from winnow.io.readers import conform
 from winnow.io.writers import read_table, write_table
 from winnow.ledger import StageCount
 from winnow.stages.base import Materialized
@@ -55,7 +54,7 @@ from winnow.stages.decompose import (
     id_order,
 )
 from winnow.stages.tokenize import TOKENS
-from winnow.table import ID
+from winnow.table import ID, conform
 
 # winnow.runners.spark imports this module for its registry: its helpers are imported
 # inside the functions.

@@ -22,8 +22,8 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 from pydantic import BaseModel, ConfigDict
 
-from winnow.io.readers import conform, unify_schemas
 from winnow.io.writers import ipc_rows, read_table
+from winnow.table import conform, unify_schemas
 
 
 class Params(BaseModel):
