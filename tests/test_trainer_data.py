@@ -9,15 +9,8 @@ import xxhash
 from trainer_fixtures import EOS, byte_tokens, decompose, real_docs, write_bucket_dir
 
 from winnow.errors import InputError
-from winnow.trainer.data import (
-    CURRICULA,
-    BucketDataset,
-    Loader,
-    Schedule,
-    get_curriculum,
-    held_out,
-    rows_for,
-)
+from winnow.trainer.curricula import CURRICULA, Schedule, get_curriculum
+from winnow.trainer.data import BucketDataset, Loader, held_out, rows_for
 
 LENGTHS = (32, 64, 128, 256)
 

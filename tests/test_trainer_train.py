@@ -13,7 +13,8 @@ from trainer_fixtures import real_docs, write_bucket_dir
 
 from winnow.errors import ConfigError
 from winnow.trainer.config import OptimConfig, load_train_config, parse_train_config
-from winnow.trainer.train import Trainer, add_train_args, cli_train, lr_at, train
+from winnow.trainer.optim import lr_at
+from winnow.trainer.train import Trainer, add_train_args, cli_train, train
 
 torch.set_num_threads(1)
 

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from winnow.files import atomic_write
+from winnow.trainer.checkpoint import config_hash
 from winnow.trainer.config import (
     AblationConfig,
     add_config_args,
@@ -31,7 +33,7 @@ from winnow.trainer.config import (
 )
 from winnow.trainer.data import BucketDataset, fingerprint
 from winnow.trainer.eval import evaluate
-from winnow.trainer.train import Trainer, atomic_write, config_hash
+from winnow.trainer.train import Trainer
 
 HIGHER_IS_BETTER = ("acc",)
 

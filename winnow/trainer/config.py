@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from winnow.config import format_validation_error, set_dotted
 from winnow.errors import ConfigError
-from winnow.trainer.data import CURRICULA
+from winnow.trainer.curricula import CURRICULA
 from winnow.trainer.model import PRESETS
 
 

@@ -17,11 +17,8 @@ of an uninterrupted run. Under ``torchrun`` each rank takes its slice of every b
 
 from __future__ import annotations
 
-import hashlib
 import json
-import math
 import os
-import platform
 import sys
 import time
 from contextlib import nullcontext
@@ -30,12 +27,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-import winnow
 from winnow.errors import ConfigError
+from winnow.files import atomic_write
+from winnow.trainer.checkpoint import config_hash, load_checkpoint, save_checkpoint, trim_log
 from winnow.trainer.config import TrainConfig, add_config_args, cli_overrides, load_train_config
-from winnow.trainer.data import BucketDataset, Loader, Schedule, get_curriculum
+from winnow.trainer.curricula import Schedule, get_curriculum
+from winnow.trainer.data import BucketDataset, Loader
 from winnow.trainer.eval import evaluate, score_documents
 from winnow.trainer.model import GPT, preset
+from winnow.trainer.optim import lr_at, make_optimizer
+from winnow.versions import git_revision, package_versions
 
 # bf16 dense peak FLOP/s by device name, for MFU (override with train.peak_flops)
 PEAK_FLOPS = {
@@ -51,100 +52,6 @@ PEAK_FLOPS = {
 
 
 # --------------------------------------------------------------------------- pieces
-
-
-def lr_at(step: int, total: int, cfg) -> float:
-    """Learning rate at ``step`` (0-based) of ``total``: linear warmup, then cosine to
-    ``min_lr_ratio * lr``, or WSD (constant, then linear decay over the last
-    ``decay_fraction`` of steps), or constant."""
-    peak, floor = cfg.lr, cfg.lr * cfg.min_lr_ratio
-    if step < cfg.warmup_steps:
-        return peak * (step + 1) / cfg.warmup_steps
-    if cfg.schedule == "constant":
-        return peak
-    if cfg.schedule == "cosine":
-        span = max(1, total - cfg.warmup_steps)
-        t = min(1.0, (step - cfg.warmup_steps) / span)
-        return floor + (peak - floor) * 0.5 * (1 + math.cos(math.pi * t))
-    decay = max(1, round(cfg.decay_fraction * total))
-    t = (step - (total - decay)) / decay
-    return peak if t <= 0 else peak + (floor - peak) * min(1.0, t)
-
-
-def make_optimizer(model: torch.nn.Module, cfg, fused: bool) -> torch.optim.AdamW:
-    """AdamW; matrices decay, vectors (norm weights) do not."""
-    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
-    rest = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
-    groups = [
-        {"params": decay, "weight_decay": cfg.weight_decay},
-        {"params": rest, "weight_decay": 0.0},
-    ]
-    return torch.optim.AdamW(
-        groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps, fused=fused
-    )
-
-
-def config_hash(cfg: TrainConfig) -> str:
-    """Hash of the fields that define the training trajectory (not logging, eval,
-    checkpoint cadence or compile settings)."""
-    d = cfg.model_dump()
-    d.pop("out")
-    d.pop("eval")
-    for key in (
-        "resume",
-        "log_every",
-        "eval_every",
-        "eval_batches",
-        "ckpt_every",
-        "compile",
-        "compile_backend",
-        "threads",
-        "peak_flops",
-        "device",
-    ):
-        d["train"].pop(key)
-    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def versions() -> dict:
-    import pyarrow
-
-    out = {
-        "winnow": winnow.__version__,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "numpy": np.__version__,
-        "pyarrow": pyarrow.__version__,
-        "cuda": torch.version.cuda,
-    }
-    try:
-        import subprocess
-
-        root = Path(winnow.__file__).resolve().parent.parent
-        out["git"] = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return out
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def save_checkpoint(path: Path, state: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        torch.save(state, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def _device(cfg) -> torch.device:
@@ -314,38 +221,13 @@ class Trainer:
     def try_resume(self) -> bool:
         if not (self.cfg.train.resume and self.ckpt_path.is_file()):
             return False
-        state = torch.load(self.ckpt_path, map_location=self.device, weights_only=False)
-        if state["config_hash"] != self.config_hash:
-            old, new = state["config"], self.cfg.model_dump()
-            diff = [
-                f"{s}.{k}"
-                for s in new
-                if isinstance(new[s], dict)
-                for k in new[s]
-                if old.get(s, {}).get(k) != new[s][k]
-            ]
-            raise ConfigError(
-                f"{self.ckpt_path}: made with a different config (changed: "
-                f"{', '.join(diff) or 'unknown'}); use a new out dir or "
-                f"train.resume=false"
-            )
-        if state["data_hash"] != self.data_hash:
-            raise ConfigError(
-                f"{self.ckpt_path}: the data in {self.cfg.data.path} changed since this checkpoint"
-            )
+        state = load_checkpoint(self.ckpt_path, self.cfg, self.data_hash, self.device)
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.loader.load_state_dict(state["loader"])
         self.step, self.tokens_seen = state["step"], state["tokens_seen"]
-        if self.is_main:  # drop log lines written after the checkpoint
-            log = self.out / "log.jsonl"
-            if log.is_file():
-                keep = [
-                    ln
-                    for ln in log.read_text().splitlines()
-                    if ln.strip() and json.loads(ln)["step"] <= self.step
-                ]
-                atomic_write(log, "".join(ln + "\n" for ln in keep).encode())
+        if self.is_main:
+            trim_log(self.out / "log.jsonl", self.step)
         return True
 
     # ---------------------------------------------------------------- stepping
@@ -526,7 +408,11 @@ class Trainer:
                 "params": self.model.num_params(),
                 "non_embedding_params": self.model.num_params(True),
             },
-            "versions": versions(),
+            "versions": {
+                **package_versions(("torch", "numpy", "pyarrow")),
+                "cuda": torch.version.cuda,
+                "git": git_revision(),
+            },
             "device": self._device_name(),
             "world_size": self.world,
             "precision": self.amp_dtype,
