@@ -159,6 +159,7 @@ EXTRA_COMMANDS = [
     ("train-classifier", "winnow.classifier", "train a fastText quality classifier"),
     ("train", "winnow.trainer.train", "train a proxy GPT on length buckets"),
     ("ablate", "winnow.trainer.ablate", "compare dataset variants with proxy models"),
+    ("publish", "winnow.hub.cli", "publish a run to the Hugging Face Hub as Parquet"),
 ]
 
 
