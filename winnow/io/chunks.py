@@ -45,6 +45,7 @@ class ReadResult:
 
     table: pa.Table
     rejected: pa.Table
+    lines: pa.Array  # int64: each kept row's line (JSONL) or row index, as in ``rejected``
 
 
 def is_url(path: str) -> bool:
@@ -64,6 +65,17 @@ def split_compression(path: str) -> tuple[str, str | None]:
 def open_input(path: str, mode: str = "rb"):
     """Open a local path or an fsspec URL."""
     return fsspec.open(path, mode).open() if is_url(path) else open(path, mode)
+
+
+def input_error(path: str, exc: OSError) -> InputError:
+    """A one-line error for an input file or directory the OS would not open or read."""
+    if isinstance(exc, FileNotFoundError):
+        return InputError(f"{path}: no such file or directory")
+    if isinstance(exc, PermissionError):
+        return InputError(f"{path}: permission denied")
+    if isinstance(exc, IsADirectoryError):
+        return InputError(f"{path}: is a directory")
+    return InputError(f"{path}: cannot read ({exc.strerror or exc})")
 
 
 def empty_rejected() -> pa.Table:

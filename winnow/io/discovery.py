@@ -21,6 +21,7 @@ depend on how a file was chunked:
 
 from __future__ import annotations
 
+import fnmatch
 import glob
 import os
 import posixpath
@@ -30,7 +31,7 @@ import numpy as np
 
 from winnow.config import InputSpec
 from winnow.errors import InputError
-from winnow.io.chunks import Chunk, is_url, split_compression
+from winnow.io.chunks import Chunk, input_error, is_url, split_compression
 from winnow.io.tabular import arrow_num_rows, hf_dataset, hf_name, parquet_ranges
 
 JSONL_EXTS = (".jsonl", ".json", ".ndjson")
@@ -115,6 +116,7 @@ def _static_dir(path: str, is_dir: bool) -> str:
 def _list_local(entry: str) -> list[tuple[str, bool]]:
     """``(file, named_explicitly)`` for a local entry; files found in directories are not."""
     if _has_magic(entry):
+        _check_glob_dirs(entry)
         matches = sorted(glob.glob(entry, recursive=True))
         if not matches:
             raise InputError(f"{entry}: no files match this pattern")
@@ -131,10 +133,57 @@ def _list_local(entry: str) -> list[tuple[str, bool]]:
 
 def _walk_local(root: str) -> list[tuple[str, bool]]:
     found = []
-    for dirpath, dirnames, filenames in os.walk(root):
+    for dirpath, dirnames, filenames in os.walk(root, onerror=_raise_input_error):
         dirnames[:] = [d for d in dirnames if not d.startswith((".", "_"))]
         found += [os.path.join(dirpath, f) for f in filenames if not f.startswith((".", "_"))]
     return [(p, False) for p in sorted(found)]
+
+
+def _raise_input_error(exc: OSError) -> None:
+    raise input_error(exc.filename, exc) from None
+
+
+def _listdir(path: str) -> list[str]:
+    try:
+        return os.listdir(path)
+    except OSError as exc:
+        raise input_error(path, exc) from None
+
+
+def _check_glob_dirs(pattern: str) -> None:
+    """Fail naming the first directory ``pattern`` needs listed that cannot be read.
+
+    ``glob`` skips such directories silently, which would read part of the input.
+    """
+    parts = pattern.split("/")
+    i = next(i for i, p in enumerate(parts) if _has_magic(p))
+    base = "/".join(parts[:i]) or ("/" if pattern.startswith("/") else ".")
+    if os.path.isdir(base):
+        _check_level(base, parts[i:])
+
+
+def _check_level(base: str, rest: list[str]) -> None:
+    head, tail = rest[0], rest[1:]
+    if not _has_magic(head):
+        if tail and os.path.isdir(os.path.join(base, head)):
+            _check_level(os.path.join(base, head), tail)
+        return
+    if head == "**":  # zero or more directories
+        dirs = [base]
+        for dirpath, dirnames, _ in os.walk(base, onerror=_raise_input_error):
+            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+            dirs += [os.path.join(dirpath, d) for d in dirnames]
+        if tail:
+            for d in dirs:
+                _check_level(d, tail)
+        return
+    names = _listdir(base)  # listed even for the last component: that is where files are
+    if tail:
+        for name in names:
+            path = os.path.join(base, name)
+            hidden = name.startswith(".") and not head.startswith(".")
+            if not hidden and fnmatch.fnmatch(name, head) and os.path.isdir(path):
+                _check_level(path, tail)
 
 
 def _list_fs(fs, root: str, entry: str) -> list[tuple[str, bool]]:
@@ -183,11 +232,11 @@ def _ranges(path: str, fmt: str, chunk_rows: int, spec: InputSpec) -> list[tuple
     if fmt == "parquet":
         return parquet_ranges(path, chunk_rows)
     if fmt == "arrow":
-        return row_ranges(arrow_num_rows(path), chunk_rows)
-    return row_ranges(hf_dataset(path, spec.hf_split, spec.hf_config).num_rows, chunk_rows)
+        return _row_ranges(arrow_num_rows(path), chunk_rows)
+    return _row_ranges(hf_dataset(path, spec.hf_split, spec.hf_config).num_rows, chunk_rows)
 
 
-def row_ranges(num_rows: int, chunk_rows: int) -> list[tuple[int, int, int]]:
+def _row_ranges(num_rows: int, chunk_rows: int) -> list[tuple[int, int, int]]:
     if num_rows == 0:
         return [(0, 0, 0)]
     return [(s, min(s + chunk_rows, num_rows), 0) for s in range(0, num_rows, chunk_rows)]
@@ -203,7 +252,11 @@ def _jsonl_ranges(path: str, chunk_rows: int) -> list[tuple[int, int, int]]:
     ranges, start, first, lines, pos = [], 0, 1, 0, 0
     buf = bytearray(_SCAN_BLOCK)
     view = np.frombuffer(buf, np.uint8)
-    with open(path, "rb", buffering=0) as f:
+    try:
+        f = open(path, "rb", buffering=0)
+    except OSError as exc:
+        raise input_error(path, exc) from None
+    with f:
         while n := f.readinto(buf):
             is_newline = view[:n] == 10
             count = int(np.count_nonzero(is_newline))

@@ -34,6 +34,7 @@ from winnow.io.chunks import (
     derived_ids,
     empty_rejected,
     fail_or_keep,
+    input_error,
     meta_names,
     open_input,
     split_compression,
@@ -44,12 +45,15 @@ _WS = b" \t\r\n"
 _WS_CODES = np.frombuffer(_WS, np.uint8)
 _BLANK = re.compile(rb"[ \t\r\n]*")
 _NEWLINE_WINDOW = 2**20
+_ZSTD_BLOCK = 4 * 2**20
+# A \\uD800-\\uDFFF escape: a lone one decodes to a str that is not valid Unicode.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
 def read_jsonl(chunk: Chunk, spec: InputSpec) -> ReadResult:
     data = _jsonl_bytes(chunk)
     if _BLANK.fullmatch(data):
-        return ReadResult(BASE_SCHEMA.empty_table(), empty_rejected())
+        return ReadResult(BASE_SCHEMA.empty_table(), empty_rejected(), pa.array([], pa.int64()))
     result = _jsonl_fast(data, chunk, spec)
     return result if result is not None else _jsonl_slow(data, chunk, spec)
 
@@ -63,20 +67,44 @@ def _jsonl_bytes(chunk: Chunk) -> bytes:
                 with gzip.GzipFile(fileobj=f) as g:
                     data = g.read()
             elif compression == "zstd":
-                import zstandard
-
-                reader = zstandard.ZstdDecompressor().stream_reader(f, read_across_frames=True)
-                data = reader.read()
+                data = _zstd_read(f, chunk.path)
             else:
                 f.seek(chunk.start)
                 data = f.read() if chunk.stop < 0 else f.read(chunk.stop - chunk.start)
-    except FileNotFoundError:
-        raise InputError(f"{chunk.path}: no such file or directory") from None
+    except InputError:
+        raise
+    except EOFError:
+        raise InputError(f"{chunk.path}: truncated gzip stream") from None
+    except OSError as exc:
+        raise input_error(chunk.path, exc) from None
     except Exception as exc:  # noqa: BLE001 - gzip/zstd/fsspec errors have no common base
         raise InputError(f"{chunk.path}: cannot read ({exc})") from None
     if chunk.start == 0 and data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]  # a UTF-8 byte-order mark is not part of the first line
     return data
+
+
+def _zstd_read(f, path: str) -> bytes:
+    """Decompress every frame of a zstd file; a frame without its end is an error.
+
+    (``zstandard``'s stream reader returns the decoded prefix of a truncated frame
+    without complaint, so frames are decoded one by one and each must reach its end.)
+    """
+    import zstandard
+
+    out, frame, pending = [], None, False
+    while block := f.read(_ZSTD_BLOCK):
+        while block:
+            if frame is None:
+                frame = zstandard.ZstdDecompressor().decompressobj()
+            out.append(frame.decompress(block))
+            pending = True
+            if not frame.eof:
+                break
+            block, frame, pending = frame.unused_data, None, False
+    if pending:
+        raise InputError(f"{path}: truncated zstd stream")
+    return b"".join(out)
 
 
 def _valid_utf8(data: bytes) -> bool:
@@ -108,10 +136,10 @@ def _jsonl_fast(data: bytes, chunk: Chunk, spec: InputSpec) -> ReadResult | None
     bad = []
     if col.null_count:
         bad, keep = _null_text_rows(data, table, chunk, spec, lines, ids)
-        table, ids = table.filter(keep), ids.filter(keep)
+        table, ids, lines = table.filter(keep), ids.filter(keep), lines.filter(keep)
     rejected = fail_or_keep(chunk, spec, bad)
     meta = {n: _json_metadata(table.column(n)) for n in meta_names(table.column_names, spec)}
-    return ReadResult(assemble(ids, table.column(spec.text_field), meta), rejected)
+    return ReadResult(assemble(ids, table.column(spec.text_field), meta), rejected, lines)
 
 
 def _newlines(arr: np.ndarray) -> np.ndarray:
@@ -313,6 +341,8 @@ def _parse_line(raw: bytes, text_field: str) -> tuple[str | None, object]:
         obj = json.loads(s)
     except json.JSONDecodeError as exc:
         return f"malformed_json: {exc.msg}", None
+    if _SURROGATE_ESCAPE.search(s) and _has_lone_surrogate(obj):
+        return "invalid_unicode: lone surrogate", None
     if not isinstance(obj, dict):
         return f"not_object: {type(obj).__name__}", obj
     if text_field not in obj:
@@ -325,6 +355,15 @@ def _parse_line(raw: bytes, text_field: str) -> tuple[str | None, object]:
     return None, obj
 
 
+def _has_lone_surrogate(obj) -> bool:
+    """Whether a parsed JSON value holds a string (or key) that UTF-8 cannot encode."""
+    try:
+        json.dumps(obj, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 def _row_id(obj, spec: InputSpec, name: str, line: int) -> str:
     if spec.id_field and isinstance(obj, dict) and obj.get(spec.id_field) is not None:
         return str(obj[spec.id_field])
@@ -333,7 +372,7 @@ def _row_id(obj, spec: InputSpec, name: str, line: int) -> str:
 
 def _jsonl_slow(data: bytes, chunk: Chunk, spec: InputSpec) -> ReadResult:
     """Line-by-line parse that quarantines (or fails on) each bad line."""
-    good, ids, bad = [], [], []
+    good, ids, lines, bad = [], [], [], []
     for i, raw in enumerate(data.split(b"\n")):
         if not raw.strip(_WS):
             continue
@@ -348,11 +387,13 @@ def _jsonl_slow(data: bytes, chunk: Chunk, spec: InputSpec) -> ReadResult:
         else:
             good.append(obj)
             ids.append(row_id)
+            lines.append(line)
     rejected = fail_or_keep(chunk, spec, bad)
     fields = meta_names(dict.fromkeys(k for obj in good for k in obj), spec)
     meta = {k: _python_column([obj.get(k) for obj in good]) for k in fields}
     text = pa.array([obj[spec.text_field] for obj in good], pa.string())
-    return ReadResult(assemble(pa.array(ids, pa.string()), text, meta), rejected)
+    table = assemble(pa.array(ids, pa.string()), text, meta)
+    return ReadResult(table, rejected, pa.array(lines, pa.int64()))
 
 
 def _python_column(values: list) -> pa.Array:

@@ -22,6 +22,7 @@ from winnow.io.chunks import (
     assemble,
     derived_ids,
     fail_or_keep,
+    input_error,
     is_url,
     meta_names,
     open_input,
@@ -32,8 +33,8 @@ from winnow.table import is_stringlike
 def _parquet_file(path: str) -> pq.ParquetFile:
     try:
         return pq.ParquetFile(open_input(path) if is_url(path) else path)
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such file or directory") from None
+    except (FileNotFoundError, PermissionError, IsADirectoryError) as exc:
+        raise input_error(path, exc) from None
     except (pa.ArrowException, OSError) as exc:
         raise InputError(f"{path}: not a readable Parquet file ({exc})") from None
 
@@ -70,7 +71,10 @@ def _read_parquet(chunk: Chunk) -> pa.Table:
 
 def _arrow_batches(path: str):
     """``(schema, iterator of record batches)`` for an IPC file or stream."""
-    source = open_input(path) if is_url(path) else pa.memory_map(path)
+    try:
+        source = open_input(path) if is_url(path) else pa.memory_map(path)
+    except OSError as exc:
+        raise input_error(path, exc) from None
     try:
         reader = pa.ipc.open_file(source)
         return reader.schema, (reader.get_batch(i) for i in range(reader.num_record_batches))
@@ -158,10 +162,11 @@ def _finish_tabular(table: pa.Table, chunk: Chunk, spec: InputSpec) -> ReadResul
         ):
             raw = json.dumps(obj, ensure_ascii=False, default=str)
             bad.append((row_id, raw, "null_text", chunk.path, row))
-        table, ids = table.filter(keep), ids.filter(keep)
+        table, ids, rows = table.filter(keep), ids.filter(keep), rows.filter(keep)
     rejected = fail_or_keep(chunk, spec, bad)
     meta = {n: table.column(n) for n in meta_names(table.column_names, spec)}
-    return ReadResult(assemble(ids, table.column(spec.text_field), meta, sort=False), rejected)
+    out = assemble(ids, table.column(spec.text_field), meta, sort=False)
+    return ReadResult(out, rejected, rows)
 
 
 def _tabular_ids(table: pa.Table, spec: InputSpec, name: str, rows: pa.Array) -> pa.Array:
