@@ -1,79 +1,29 @@
-"""The tiktoken engine: ids equal to Hugging Face ``tokenizers`` (the oracle) on real and
-adversarial text, refusals with reasons, and byte-identical stage output through the
-local runner."""
+"""The tiktoken conversion: ids equal to Hugging Face ``tokenizers`` (the oracle) on real
+and adversarial text, and refusals with reasons (the stage's engines are tested in
+tests/test_tokenize_engines.py)."""
 
 from __future__ import annotations
 
 import json
 import random
 
-import pyarrow as pa
 import pytest
-from test_runner import pipeline, tree_bytes
 from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, trainers
 from tokenizers.processors import TemplateProcessing
 
-from winnow.config import parse_pipeline
 from winnow.demo import build_corpus, train_demo_tokenizer
-from winnow.errors import ConfigError
 from winnow.fast_bpe import CL100K_PATTERN, byte_to_char, encode_batch, to_tiktoken
-from winnow.ledger import Ledger
-from winnow.runners.local import run_pipeline
 from winnow.sample_text import real_documents
-from winnow.stages.tokenize import Tokenize
+from winnow.tokenize_engines import ADVERSARIAL, random_strings
 
 EOT = "<|endoftext|>"
-
-ADVERSARIAL = [
-    "",
-    " ",
-    "a",
-    "\r\n",
-    "line one\r\nline two\r\n\r\n",
-    " " * 1000 + "x" + "\t" * 300 + "\n" * 50,
-    "trailing spaces   ",
-    "    leading",
-    "naïve café, résumé; Ångström; ﬁ ligature; straße",
-    "e\u0301 a\u0308\u0304 combining marks: \u0915\u094d\u0937\u093f",  # Devanagari cluster
-    "日本語のテキストと中文文本，한국어 텍스트。",
-    "emoji 🙂🙂🙂 family 👨‍👩‍👧‍👦 flags 🇫🇷🇯🇵 skin 👍🏽",
-    "العربية مع أرقام ١٢٣ and עברית",
-    "ภาษาไทยไม่มีช่องว่าง",
-    "digits 1234567890 3.14159 1,000,000 ²³ ½ Ⅻ",
-    "I'm can't WE'LL they've she'd it's O'Neil 'quoted'",
-    "tabs\tand\vvertical\fform feed\x00nul\x1bescape",
-    "unicode spaces:\u00a0nbsp\u2009thin\u3000ideographic\u2028line\u2029para\u0085nel",
-    "zero width:\u200b\u200c\u200d\ufeff and mongolian\u180esep",
-    f"special {EOT} in the middle {EOT}{EOT} and partial <|endoftext| <|endof",
-    EOT,
-    "hello winnow-added world<sep>again",
-    "a" * 5000,
-    "ab" * 2000,
-    "🙂" * 300,
-    "\U0001f600\U0010fffd\U000e0001 private and tag characters \ue000",
-    "code: def f(x):\n    return {'k': [1, 2, 3]}  # comment\n",
-]
-
-
-def random_strings(n: int, seed: int = 0) -> list[str]:
-    """Random code points from many blocks (no surrogates), deterministic."""
-    rng = random.Random(seed)
-    blocks = [(0x20, 0x7F), (0xA0, 0x250), (0x300, 0x370), (0x400, 0x500), (0x900, 0x980)]
-    blocks += [(0x3000, 0x3100), (0x4E00, 0x4F00), (0xAC00, 0xAD00), (0x1F300, 0x1F700)]
-    blocks += [(0x2000, 0x2070), (0x9, 0xE)]
-    out = []
-    for _ in range(n):
-        chars = []
-        for _ in range(rng.randint(0, 60)):
-            lo, hi = rng.choice(blocks)
-            chars.append(chr(rng.randrange(lo, hi)))
-        out.append("".join(chars))
-    return out
 
 
 @pytest.fixture(scope="module")
 def texts() -> list[str]:
-    return [d["text"] for d in real_documents(400)] + ADVERSARIAL + random_strings(400)
+    extra = [f"special {EOT} in the middle {EOT}{EOT} and partial <|endoftext| <|endof", EOT]
+    extra.append("hello winnow-added world<sep>again")
+    return [d["text"] for d in real_documents(400)] + [*ADVERSARIAL, *extra] + random_strings(400)
 
 
 def train_bpe(texts: list[str], pre_tokenizer, vocab: int = 3000, **model) -> Tokenizer:
@@ -231,40 +181,6 @@ def test_post_processor_that_adds_tokens_falls_back(gpt2_style):
     tok.post_processor = TemplateProcessing(single=f"{EOT} $A", special_tokens=[(EOT, 0)])
     assert to_tiktoken(tok).encoding is not None  # add_special_tokens off: unused
     assert "post-processor adds tokens" in refusal(tok, add_special_tokens=True)
-
-
-# -- the stage -------------------------------------------------------------------------
-
-
-def run_tokenize(root, out: str, tokenizer: str, workers: int = 1, **params) -> Ledger:
-    stages = [{"id": "tok", "use": "tokenize", "params": {"tokenizer": tokenizer, **params}}]
-    spec = pipeline(root, out=out, stages=stages, input={"path": str(root / "input")})
-    return run_pipeline(parse_pipeline(spec), workers=workers, progress=False)
-
-
-def test_stage_engines_write_identical_bytes(demo_tokenizer):
-    root, tok_path = demo_tokenizer
-    ledgers = {e: run_tokenize(root, e, str(tok_path), engine=e) for e in ("hf", "tiktoken")}
-    ledgers["auto"] = run_tokenize(root, "auto", str(tok_path), workers=2)  # setup in workers
-    hf = tree_bytes(root / "hf", "data")
-    assert hf and hf == tree_bytes(root / "tiktoken", "data") == tree_bytes(root / "auto", "data")
-    docs = {e: ledger.stages["tok"].stats.get("docs_tiktoken", 0) for e, ledger in ledgers.items()}
-    assert docs["hf"] == 0 and docs["tiktoken"] == docs["auto"] == ledgers["hf"].stages["tok"].kept
-
-
-def test_stage_engine_tiktoken_on_unconvertible_tokenizer_is_a_clear_error(gpt2_style, tmp_path):
-    tok = Tokenizer.from_str(gpt2_style.to_str())
-    tok.normalizer = normalizers.Lowercase()
-    tok.save(str(tmp_path / "lower.json"))
-    params = Tokenize.Params(tokenizer=str(tmp_path / "lower.json"), engine="tiktoken")
-    with pytest.raises(ConfigError, match=r"tok\.params\.engine: tiktoken cannot encode .*"):
-        Tokenize(params, stage_id="tok", seed=0).setup()
-    auto = Tokenize(Tokenize.Params(tokenizer=str(tmp_path / "lower.json")), stage_id="t", seed=0)
-    auto.setup()
-    assert auto.engine == "hf"
-    table = pa.table({"id": ["a"], "text": ["Hello World"]})
-    expected = tok.encode("Hello World").ids + [0]
-    assert auto.process(table).kept.column("tokens").to_pylist() == [expected]
 
 
 def random_merge_tokenizer(rng: random.Random, letters: str) -> Tokenizer:

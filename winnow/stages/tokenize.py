@@ -1,4 +1,4 @@
-"""Tokenize documents with a Hugging Face ``tokenizers`` tokenizer.
+"""Tokenize documents with the ids of a Hugging Face ``tokenizers`` tokenizer.
 
 Adds ``tokens`` (``list<uint32>``, EOS appended per document) and ``n_tokens``
 (``int64``, EOS included). The ``tokens`` field carries metadata that later stages
@@ -6,20 +6,20 @@ Adds ``tokens`` (``list<uint32>``, EOS appended per document) and ``n_tokens``
 ``winnow.tokenizer_sha256`` (see ``winnow.tokenizer.tokenizer_sha256``),
 ``winnow.vocab_size`` and ``winnow.eos_id`` (empty when no EOS is appended).
 
-Two engines give the same ids as ``Tokenizer.encode``. ``hf`` calls
-``encode_batch_fast`` (no character offsets). ``tiktoken`` runs an exact tiktoken
-conversion of a byte-level BPE (``winnow.fast_bpe``: GPT-2 style tokenizers such as
-``winnow train-tokenizer``'s), 3-5x faster per core. ``engine: auto`` (the
-default) uses tiktoken whenever the conversion is exact and HF otherwise; the
-``docs_tiktoken`` stat counts the documents tiktoken encoded. Output, metadata included,
-is byte-identical either way. The tokenizer's own post-processor (e.g. a BOS template)
-is off unless ``add_special_tokens`` is set, and a post-processor that adds tokens
-means HF.
+Every engine gives the ids of ``Tokenizer.encode`` (``winnow.tokenize_engines``):
+``hf`` (``tokenizers`` itself), ``tiktoken`` (proven exact for the byte-level BPEs
+``winnow.fast_bpe`` converts), and ``fastokens`` / ``tokie`` (native encoders,
+10-40x faster than HF per core, used only after they match HF on a probe of
+adversarial, random and vocabulary text at setup). ``engine: auto`` (the default)
+takes the fastest exact one, else HF; a requested engine that is not exact for the
+tokenizer is a config error. The ``docs_<engine>`` stat counts the documents each
+engine encoded. Output, metadata included, is byte-identical whatever the engine.
+The tokenizer's own post-processor (e.g. a BOS template) is off unless
+``add_special_tokens`` is set.
 """
 
 from __future__ import annotations
 
-import itertools
 import logging
 from typing import Literal
 
@@ -51,10 +51,10 @@ class TokenizeParams(Params):
     add_special_tokens: bool = Field(
         default=False, description="apply the tokenizer's own post-processor (BOS etc.)"
     )
-    engine: Literal["auto", "hf", "tiktoken"] = Field(
+    engine: Literal["auto", "hf", "tiktoken", "fastokens", "tokie"] = Field(
         default="auto",
-        description="encoder: tiktoken (exact conversion, faster), hf, or auto (tiktoken "
-        "when the tokenizer converts exactly)",
+        description="encoder: auto (the fastest one exact for this tokenizer: fastokens, "
+        "tokie, tiktoken, else hf) or one by name (a config error if it is not exact)",
     )
 
 
@@ -65,23 +65,29 @@ class Tokenize(MapStage):
     Params = TokenizeParams
 
     _tokenizer = None
-    _tiktoken = None
+    _choice = None
 
     def setup(self) -> None:
-        from winnow.fast_bpe import to_tiktoken
+        from winnow.tokenize_engines import NotExact, choose
         from winnow.tokenizer import load_tokenizer, resolve_eos, tokenizer_sha256
 
         p = self.params
         tokenizer = load_tokenizer(p.tokenizer)
-        if p.engine != "hf":
-            conversion = to_tiktoken(tokenizer, add_special_tokens=p.add_special_tokens)
-            if conversion.encoding is None and p.engine == "tiktoken":
-                raise ConfigError(
-                    f"{self.stage_id}.params.engine: tiktoken cannot encode {p.tokenizer} "
-                    f"exactly: {conversion.reason}; use engine: hf or auto"
-                )
-            self._tiktoken = conversion.encoding
-            log.info("%s: engine %s (%s)", self.stage_id, self.engine, conversion.reason or "exact")
+        try:
+            self._choice, skipped = choose(p.engine, tokenizer, p.add_special_tokens)
+        except NotExact as exc:
+            raise ConfigError(
+                f"{self.stage_id}.params.engine: {p.engine} cannot encode {p.tokenizer} "
+                f"exactly: {exc}; use engine: hf or auto"
+            ) from None
+        passed = "; ".join(f"not {name}: {why}" for name, why in skipped.items())
+        log.info(
+            "%s: engine %s, %s%s",
+            self.stage_id,
+            self.engine,
+            self._choice.reason,
+            f" ({passed})" if passed else "",
+        )
         self.eos_id = resolve_eos(tokenizer, self.params.eos)
         self.vocab_size = tokenizer.get_vocab_size(with_added_tokens=True)
         self.field = pa.field(
@@ -98,8 +104,8 @@ class Tokenize(MapStage):
 
     @property
     def engine(self) -> str:
-        """The engine in use: ``tiktoken`` or ``hf``."""
-        return "hf" if self._tiktoken is None else "tiktoken"
+        """The engine in use: ``hf``, ``tiktoken``, ``fastokens`` or ``tokie``."""
+        return self._choice.engine
 
     def process(self, table: pa.Table) -> Output:
         if self._tokenizer is None:
@@ -114,24 +120,12 @@ class Tokenize(MapStage):
             table = table.drop_columns([TOKENS])
         table = table.append_column(self.field, tokens)
         table = set_column(table, N_TOKENS, pa.array(n_tokens, pa.int64()))
-        stats = {"tokens": float(n_tokens.sum())}
-        if self._tiktoken is not None:
-            stats["docs_tiktoken"] = float(len(texts))
+        stats = {"tokens": float(n_tokens.sum()), f"docs_{self.engine}": float(len(texts))}
         return Output(kept=table, stats=stats)
 
     def _encode(self, texts: list[str]) -> pa.ListArray:
         """One ``list<uint32>`` array for a batch of texts, EOS appended to each."""
-        if self._tiktoken is not None:
-            from winnow.fast_bpe import encode_batch
-
-            flat, lengths = encode_batch(self._tiktoken, texts)
-        else:
-            tok = self._tokenizer
-            encode = getattr(tok, "encode_batch_fast", tok.encode_batch)
-            special = self.params.add_special_tokens
-            ids = [enc.ids for enc in encode(texts, add_special_tokens=special)]
-            lengths = np.fromiter(map(len, ids), np.int64, len(ids))
-            flat = np.fromiter(itertools.chain.from_iterable(ids), np.uint32, int(lengths.sum()))
+        flat, lengths = self._choice.encode(texts)
         if self.eos_id is not None:
             lengths += 1
             offsets = np.concatenate([[0], np.cumsum(lengths)])
