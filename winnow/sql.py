@@ -24,6 +24,26 @@ def check_expression(expr: str) -> str:
     return expr
 
 
+def check_boolean(expr: str) -> str:
+    """``check_expression``, plus: an expression over ``id`` and ``text`` alone must be a
+    boolean. Others name columns known only at run time (``require_boolean`` then)."""
+    check_expression(expr)
+    probe = "SELECT ''::VARCHAR AS id, ''::VARCHAR AS text"
+    try:
+        kind = str(connect().sql(f"SELECT ({expr}) FROM ({probe})").types[0])
+    except duckdb.Error:
+        return expr
+    if kind not in ("BOOLEAN", '"NULL"', "NULL"):
+        raise ValueError(f"SQL expression {expr!r} must be a boolean, not {kind}")
+    return expr
+
+
+def require_boolean(values: pa.ChunkedArray | pa.Array, expr: str) -> None:
+    """Fail in one line when an expression evaluated to something other than a boolean."""
+    if not (pa.types.is_boolean(values.type) or pa.types.is_null(values.type)):
+        raise WinnowError(f"SQL expression {expr!r} must be a boolean, not {values.type}")
+
+
 def connect() -> duckdb.DuckDBPyConnection:
     """A single-threaded in-memory connection (workers are already processes)."""
     con = duckdb.connect(":memory:")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import field_validator
 
-from winnow.sql import check_expression, connect, evaluate
+from winnow.sql import check_boolean, connect, evaluate, require_boolean
 from winnow.stages.base import MapStage, Output, Params
 from winnow.table import mark_rejected, split_by_mask
 
@@ -16,7 +16,7 @@ class FilterParams(Params):
     reason: str | None = None
     """Reason recorded for rejected rows; default ``filter_failed: <keep>``."""
 
-    _check = field_validator("keep")(check_expression)
+    _check = field_validator("keep")(check_boolean)
 
 
 class Filter(MapStage):
@@ -30,6 +30,7 @@ class Filter(MapStage):
 
     def process(self, table):
         mask = evaluate(self._con, table, {"keep": self.params.keep}).column("keep")
+        require_boolean(mask, self.params.keep)
         kept, dropped = split_by_mask(table, mask)
         reason = self.params.reason or f"filter_failed: {self.params.keep}"
         return Output(kept, mark_rejected(dropped, reason))
