@@ -33,10 +33,11 @@ def add_publish_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--create-pr", action="store_true", help="open a pull request instead")
     p.add_argument("--endpoint", default=os.environ.get("HF_ENDPOINT"), help="Hub URL")
     p.add_argument("--max-files", type=int, default=100, help="files per commit")
+    p.add_argument("--retries", type=int, default=6, help="attempts per commit (backoff 1s, 2s..)")
 
 
 def cli_publish(args) -> int:
-    from winnow.hub import CardOptions, PushInterrupted, plan_publish, publish
+    from winnow.hub import CardOptions, PushInterrupted, RetryPolicy, plan_publish, publish
     from winnow.hub.card import read_notes
 
     try:
@@ -65,6 +66,7 @@ def cli_publish(args) -> int:
             revision=args.revision,
             create_pr=args.create_pr,
             max_files=args.max_files,
+            retry=RetryPolicy(attempts=max(1, args.retries)),
         )
     except PushInterrupted as exc:
         print(f"winnow: {exc}")

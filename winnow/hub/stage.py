@@ -101,7 +101,7 @@ class _ShardCutter:
     def add(self, batch: pa.RecordBatch, source: str) -> None:
         self._pending.append((batch, source))
         self._pending_bytes += batch.nbytes
-        if self._pending_bytes >= ROW_GROUP_BYTES:
+        if self._pending_bytes >= min(ROW_GROUP_BYTES, self.shard_bytes):
             self._flush()
 
     def _open(self) -> None:
