@@ -383,7 +383,8 @@ def _handler(hub: HubServer):
             if "/" not in repo_id:
                 repo_id = f"tester/{repo_id}"
             url = f"{hub.endpoint}/datasets/{repo_id}"
-            if not hub.create_repo(repo_id, bool(data.get("private"))):
+            private = bool(data.get("private")) or data.get("visibility") == "private"
+            if not hub.create_repo(repo_id, private):
                 return 409, {"error": "You already created this dataset repo", "url": url}, None
             return 200, {"url": url, "name": repo_id}, None
 
