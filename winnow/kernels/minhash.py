@@ -32,6 +32,12 @@ loop per shingle:
    pair and band: at 10^7 documents and 14 bands, ~10^-4 spurious candidates
    in total, each removed by verification or harmless at the threshold.
 
+``engine="numba"`` (the default ``auto`` when numba is installed) runs steps 1-4 through
+the compiled twins of ``winnow.kernels.minhash_jit``: pure-ASCII tokens go from bytes
+to word hashes in one pass (only tokens with non-ASCII bytes take the Arrow path of
+step 1), and shingles are folded straight into the signatures; ``engine="numpy"``
+is the vectorised reference, bit-identical to it.
+
 ``normalize_py``, ``shingles_py`` and ``shingle_hash_py`` are the plain-Python
 reference twins used by tests. They differ from the Arrow path only where Python's
 ``str.lower`` is context-aware (final sigma, dotted capital I).
@@ -50,6 +56,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from winnow.kernels import minhash_jit
+
+Engine = Literal["auto", "numpy", "numba"]
 Unit = Literal["word", "char"]
 Scheme = Literal["affine32", "affine64", "mersenne"]
 HashName = Literal["fast", "sha1"]
@@ -505,15 +514,72 @@ def signatures(hashes: np.ndarray, offsets: np.ndarray, perms: Permutations) -> 
     return out
 
 
-def band_keys(sig: np.ndarray, bands: int, rows: int) -> np.ndarray:
+def band_keys(sig: np.ndarray, bands: int, rows: int, engine: Engine = "auto") -> np.ndarray:
     """One 64-bit key per band ``(docs, bands)`` from ``rows`` signature values each."""
     if bands * rows > sig.shape[1]:
         raise ValueError(f"{bands} bands x {rows} rows need {bands * rows} permutations")
+    if _compiled(engine):
+        return minhash_jit.band_keys(np.ascontiguousarray(sig), bands, rows)
     grid = sig[:, : bands * rows].reshape(len(sig), bands, rows).astype(np.uint64)
     h = np.zeros((len(sig), bands), np.uint64)
     for j in range(rows):
         h = h * np.uint64(_POLY) + grid[:, :, j]
     return fmix64(h, inplace=True)
+
+
+def _compiled(engine: Engine) -> bool:
+    if engine == "numba" and not minhash_jit.AVAILABLE:
+        raise ImportError("engine numba needs numba (pip install numba)")
+    return engine == "numba" or (engine == "auto" and minhash_jit.AVAILABLE)
+
+
+def _empty_signatures(docs: int, perms: Permutations) -> np.ndarray:
+    dtype = _sig_dtype(perms.scheme)
+    return np.full((docs, len(perms.a)), np.iinfo(dtype).max, dtype)
+
+
+def compiled_signatures(hashes: np.ndarray, offsets: np.ndarray, perms: Permutations) -> np.ndarray:
+    """``signatures`` through the compiled kernel (bit-identical)."""
+    out = _empty_signatures(len(offsets) - 1, perms)
+    scheme = minhash_jit.SCHEMES[perms.scheme]
+    hashes = np.ascontiguousarray(hashes, np.uint64)
+    minhash_jit.hash_signatures(
+        hashes, np.asarray(offsets, np.int64), perms.a, perms.b, scheme, out
+    )
+    return out
+
+
+def compiled_word_hashes(
+    texts: pa.Array, norm: TextNorm = TextNorm()
+) -> tuple[np.ndarray, np.ndarray]:
+    """``word_hashes`` with ASCII tokens done by the compiled byte pass (bit-identical)."""
+    data, offsets = _utf8(_as_string_array(texts))
+    sep = _ASCII_SPACE | _ASCII_PUNCT if norm.punctuation else _ASCII_SPACE
+    lower = _LOWER if norm.lowercase else np.arange(256, dtype=np.uint8)
+    salt, len_mult = np.uint64(_WORD_SALT), np.uint64(_LEN_MULT)
+    items, refs, doc_items, starts, ends = minhash_jit.ascii_words(
+        data, offsets, sep, lower, norm.digits, _weights(64), salt, len_mult
+    )
+    if not len(starts):
+        return items, doc_items
+    # Tokens with non-ASCII bytes: the Arrow normalisation, once per distinct token.
+    lengths = ends - starts
+    tok_offsets = _offsets(lengths)
+    gather = np.arange(tok_offsets[-1]) + np.repeat(starts - tok_offsets[:-1], lengths)
+    tokens = pa.LargeStringArray.from_buffers(
+        len(starts), pa.py_buffer(tok_offsets), pa.py_buffer(data[gather])
+    )
+    encoded = pc.dictionary_encode(tokens)
+    index = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    sub_hash, sub_count = _unique_words(encoded.dictionary, norm)
+    sub_start = _offsets(sub_count)[:-1]
+    return minhash_jit.splice(items, refs, doc_items, index, sub_hash, sub_start, sub_count)
+
+
+def shingle_counts(offsets: np.ndarray, n: int) -> np.ndarray:
+    """Shingles per document from word offsets: ``len - n + 1``, one for a short doc."""
+    lengths = np.diff(offsets)
+    return np.where(lengths >= n, lengths - n + 1, (lengths > 0).astype(np.int64))
 
 
 # ---------------------------------------------------------------------------- LSH
@@ -557,6 +623,7 @@ class MinHasher:
     norm: TextNorm = field(default_factory=TextNorm)
     hash: HashName = "fast"
     scheme: Scheme = "affine32"
+    engine: Engine = "auto"
 
     @cached_property
     def perms(self) -> Permutations:
@@ -574,8 +641,10 @@ class MinHasher:
             nbytes = self._hash_bytes
             values = np.fromiter((_sha1_int(s, nbytes) for s in flat), np.uint64, len(flat))
             return values, _offsets(np.array([len(d) for d in strings], np.int64))
-        tokens = word_hashes if self.unit == "word" else char_hashes
-        return ngram_hashes(*tokens(texts, self.norm), self.ngram)
+        if self.unit == "char":
+            return ngram_hashes(*char_hashes(texts, self.norm), self.ngram)
+        words = compiled_word_hashes if _compiled(self.engine) else word_hashes
+        return ngram_hashes(*words(texts, self.norm), self.ngram)
 
     def shingle_strings(self, texts: pa.Array) -> list[list[str]]:
         """The shingles as strings (slow: for compatibility and inspection)."""
@@ -586,8 +655,17 @@ class MinHasher:
 
     def signatures(self, texts: pa.Array) -> tuple[np.ndarray, np.ndarray]:
         """``(signatures (docs, num_perm), shingle count per doc)``."""
+        if not _compiled(self.engine):
+            hashes, offsets = self.shingle_hashes(texts)
+            return signatures(hashes, offsets, self.perms), np.diff(offsets)
+        if self.hash == "fast" and self.unit == "word":
+            words, offsets = compiled_word_hashes(texts, self.norm)
+            out = _empty_signatures(len(offsets) - 1, self.perms)
+            a, b, scheme = self.perms.a, self.perms.b, minhash_jit.SCHEMES[self.scheme]
+            minhash_jit.shingle_signatures(words, offsets, self.ngram, a, b, scheme, out)
+            return out, shingle_counts(offsets, self.ngram)
         hashes, offsets = self.shingle_hashes(texts)
-        return signatures(hashes, offsets, self.perms), np.diff(offsets)
+        return compiled_signatures(hashes, offsets, self.perms), np.diff(offsets)
 
     def hashfunc(self) -> Callable[[bytes], int]:
         """The per-shingle hash to give ``datasketch.MinHash(hashfunc=...)`` so that it
