@@ -25,7 +25,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from winnow.config import parse_pipeline
+from winnow.pipeline import parse_pipeline
 
 _LETTERS = random.Random(1)
 # Letters only: the MinHash normalisation drops digits, so "w1" and "w2" would be one word.
@@ -71,9 +71,9 @@ def pipeline(root: Path, out: str, chunk_rows: int, workers: int):
     )
 
 
-def time_global_stages(runner_cls, times: dict[str, float]) -> None:
+def time_global_stages(executor_cls, times: dict[str, float]) -> None:
     """Record each global stage's wall time (its decide and write) into ``times``."""
-    inner = runner_cls._run_global_stage
+    inner = executor_cls.run_global
 
     def timed(self, stage, *args):
         start = time.perf_counter()
@@ -82,7 +82,7 @@ def time_global_stages(runner_cls, times: dict[str, float]) -> None:
         finally:
             times.setdefault(stage.stage_id, time.perf_counter() - start)  # outermost call
 
-    runner_cls._run_global_stage = timed
+    executor_cls.run_global = timed
 
 
 def main() -> None:
@@ -94,8 +94,9 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     args = parser.parse_args()
 
-    from winnow.runners.local import LocalRunner, run_pipeline
-    from winnow.runners.spark import SparkRunner, get_session
+    from winnow.runners.local import LocalExecutor, run_pipeline
+    from winnow.spark.executor import SparkExecutor, SparkRunner
+    from winnow.spark.session import get_session
 
     local_t: dict[str, float] = {}
     spark_t: dict[str, float] = {}
@@ -110,7 +111,7 @@ def main() -> None:
     if not args.skip_local:
         start = time.perf_counter()
         spec = pipeline(root, "local", args.chunk_rows, args.cores)
-        time_global_stages(LocalRunner, local_t)
+        time_global_stages(LocalExecutor, local_t)
         local = run_pipeline(spec, workers=args.cores, progress=False)
         local_s = time.perf_counter() - start
         print(f"local runner ({args.cores} workers): {local_s:8.2f} s  {_fmt(local_t)}")
@@ -129,7 +130,7 @@ def main() -> None:
     spark.sparkContext.setLogLevel("ERROR")
     print(f"Spark session start-up:   {time.perf_counter() - start:8.2f} s (not counted)")
     start = time.perf_counter()
-    time_global_stages(SparkRunner, spark_t)
+    time_global_stages(SparkExecutor, spark_t)
     ledger = SparkRunner(pipeline(root, "spark", args.chunk_rows, args.cores), spark).run()
     spark_s = time.perf_counter() - start
     print(f"Spark runner (local[{args.cores}]): {spark_s:8.2f} s  {_fmt(spark_t)}")

@@ -35,7 +35,7 @@ def pytest_collection_modifyitems(config, items):
 def spark():
     """One session for the whole run; ``local[2,3]``: 2 cores, a task may fail 3 times.
     pyspark is part of the ``dev`` extra, so a missing install fails rather than skips."""
-    from winnow.runners.spark import get_session
+    from winnow.spark.session import get_session
 
     os.environ["PYSPARK_PYTHON"] = sys.executable
     session = get_session(

@@ -12,8 +12,8 @@ import pytest
 
 from winnow.classifier import roc_auc, train_classifier
 from winnow.cli import main
-from winnow.config import load_pipeline
 from winnow.errors import WinnowError
+from winnow.pipeline import load_pipeline
 from winnow.sample_text import real_documents
 from winnow.stages.score import Score
 

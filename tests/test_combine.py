@@ -10,8 +10,8 @@ import pyarrow as pa
 import pytest
 from scipy import stats
 
-from winnow.config import parse_pipeline
 from winnow.errors import ConfigError
+from winnow.pipeline import parse_pipeline
 from winnow.stages.base import Materialized
 from winnow.stages.combine import Combine
 

@@ -2,8 +2,8 @@
 
 import pytest
 
-from winnow.config import load_pipeline, parse_pipeline
 from winnow.errors import ConfigError
+from winnow.pipeline import load_pipeline, parse_pipeline
 
 
 def spec(**over):

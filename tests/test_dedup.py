@@ -20,7 +20,8 @@ from winnow.kernels.minhash import shingles_py
 from winnow.sample_text import real_documents
 from winnow.stages import builtin_stages
 from winnow.stages.base import Materialized
-from winnow.stages.dedup import ExactDedup, MinhashDedup
+from winnow.stages.exact_dedup import ExactDedup
+from winnow.stages.minhash_dedup import MinhashDedup
 
 
 def materialize(tmp_path, rows: list[dict], n_files: int, name: str = "in") -> Materialized:
@@ -278,7 +279,7 @@ def test_pipeline_run_is_deterministic_across_workers(tmp_path, corpus):
     (and different chunking) give byte-identical outputs."""
     import json
 
-    from winnow.config import parse_pipeline
+    from winnow.pipeline import parse_pipeline
     from winnow.runners.local import run_pipeline
 
     (tmp_path / "in").mkdir()

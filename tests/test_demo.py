@@ -8,8 +8,8 @@ import pyarrow as pa
 import pytest
 
 from winnow.cli import main
-from winnow.config import load_pipeline
 from winnow.demo import build_corpus
+from winnow.pipeline import load_pipeline
 
 PIPELINES = sorted((Path(__file__).resolve().parent.parent / "pipelines").glob("*.yaml"))
 

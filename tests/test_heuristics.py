@@ -15,8 +15,8 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from winnow.config import load_pipeline, parse_pipeline
 from winnow.errors import ConfigError
+from winnow.pipeline import load_pipeline, parse_pipeline
 from winnow.sample_text import real_documents
 from winnow.scorers.c4 import C4Quality
 from winnow.scorers.fineweb import FineWebQuality

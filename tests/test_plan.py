@@ -2,9 +2,9 @@
 
 import pytest
 
-from winnow.config import parse_pipeline
 from winnow.errors import ConfigError
-from winnow.runners.common import make_plan
+from winnow.pipeline import parse_pipeline
+from winnow.plan import make_plan
 
 
 def plan_of(stages):

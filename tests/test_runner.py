@@ -12,8 +12,8 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from winnow.config import parse_pipeline
 from winnow.errors import InputError, LedgerError
+from winnow.pipeline import parse_pipeline
 from winnow.runners.local import run_pipeline
 
 WORDS = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu".split()

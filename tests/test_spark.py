@@ -11,8 +11,8 @@ import pyarrow as pa
 import pytest
 
 from winnow.cli import main as cli_main
-from winnow.config import parse_pipeline
 from winnow.errors import InputError
+from winnow.pipeline import parse_pipeline
 from winnow.runners.local import run_pipeline
 
 pytestmark = pytest.mark.spark
@@ -99,7 +99,7 @@ def snapshot(run: Path) -> dict:
 
 
 def test_parity_with_local_runner(tmp_path, spark, caplog):
-    from winnow.runners.spark import SparkRunner
+    from winnow.spark.executor import SparkRunner
 
     write_corpus(tmp_path / "in")
     local = run_pipeline(spec(tmp_path, "local"), workers=1, progress=False)
@@ -146,7 +146,7 @@ def arrow_bytes(run: Path) -> dict[str, bytes]:
     ids=["n-stratified", "null-score-token-fraction", "oldest-then-tokens"],
 )
 def test_native_backends_match_local(tmp_path, spark, stages):
-    from winnow.runners.spark import SparkRunner
+    from winnow.spark.executor import SparkRunner
 
     write_corpus(tmp_path / "in", n_docs=400, bad_lines=False)
     local = run_pipeline(spec(tmp_path, "local", stages), workers=1, progress=False)
@@ -167,7 +167,7 @@ def test_cli_run_on_spark(tmp_path, spark, capsys):
 
 
 def test_rerun_skips_finished_passes(tmp_path, spark):
-    from winnow.runners.spark import SparkRunner
+    from winnow.spark.executor import SparkRunner
 
     write_corpus(tmp_path / "in", n_docs=300, bad_lines=False)
     stages = STAGES[:1] + STAGES[2:3]
@@ -179,7 +179,7 @@ def test_rerun_skips_finished_passes(tmp_path, spark):
 
 
 def test_failed_task_is_retried(tmp_path, spark):
-    from winnow.runners.spark import SparkRunner
+    from winnow.spark.executor import SparkRunner
 
     write_corpus(tmp_path / "in", n_docs=600, bad_lines=False)
 
@@ -203,7 +203,7 @@ def test_failed_task_is_retried(tmp_path, spark):
 
 
 def test_on_error_fail_names_file_and_line(tmp_path, spark):
-    from winnow.runners.spark import SparkRunner
+    from winnow.spark.executor import SparkRunner
 
     write_corpus(tmp_path / "in", n_docs=200)
     runner = SparkRunner(spec(tmp_path, "run", STAGES[:2], on_error="fail"), spark)
@@ -215,7 +215,7 @@ def test_on_error_fail_names_file_and_line(tmp_path, spark):
 
 def test_unwrap_errors_from_workers(tmp_path, spark):
     """A WinnowError raised inside a Spark task reaches the driver as itself."""
-    from winnow.runners.spark import unwrap_errors
+    from winnow.spark.session import unwrap_errors
 
     def boom(batches):
         for _ in batches:
@@ -242,7 +242,7 @@ def test_connected_components_match_scipy(spark):
     import numpy as np
 
     from winnow.kernels import clusters
-    from winnow.runners.spark import connected_components
+    from winnow.spark.components import connected_components
 
     rng = np.random.default_rng(5)
     n = 300
@@ -263,7 +263,7 @@ def test_connected_components_match_scipy(spark):
 def test_minhash_native_with_verify(tmp_path, spark, caplog):
     """``keep: oldest`` and, in a second stage, ``verify: jaccard`` (which replaces
     cluster_id/cluster_size in place) both run natively: same bytes as locally."""
-    from winnow.runners.spark import SparkRunner
+    from winnow.spark.executor import SparkRunner
 
     near = {"bands": 10, "rows": 5, "keep": "oldest", "keep_column": "src"}
     stages = [
@@ -284,7 +284,7 @@ def test_minhash_native_with_verify(tmp_path, spark, caplog):
 def test_plugin_global_stage_runs_on_the_driver(tmp_path, spark, caplog):
     """A global stage without a Spark backend runs its local code on the driver, with
     a warning, and writes the same bytes as locally."""
-    from winnow.runners.spark import SparkRunner
+    from winnow.spark.executor import SparkRunner
 
     stages = [
         {"id": "norm", "use": "normalize"},
@@ -346,7 +346,7 @@ def test_minhash_verify_resolves_chains(tmp_path, spark, monkeypatch, params):
     against their cluster's kept document are resolved again among themselves (here
     in three or more rounds); same ledger (verified_edges included) and bytes."""
     from winnow.kernels import clusters
-    from winnow.runners.spark import SparkRunner
+    from winnow.spark.executor import SparkRunner
 
     rounds = []
 
@@ -374,7 +374,7 @@ def test_minhash_verify_resolves_chains(tmp_path, spark, monkeypatch, params):
 def test_minhash_without_candidates(tmp_path, spark):
     """No candidate edges at all (distinct texts, an empty one): every row kept, as a
     singleton cluster, as locally."""
-    from winnow.runners.spark import SparkRunner
+    from winnow.spark.executor import SparkRunner
 
     (tmp_path / "in").mkdir()
     rows = [{"id": "a", "text": "one two three four five six"}, {"id": "b", "text": ""}]
@@ -440,9 +440,9 @@ def test_demo_pipeline_parity(tmp_path, spark, caplog):
     """The shipped demo DAG (two branches, normalize, filters, exact and MinHash dedup,
     score, tokenize, decompose) on the demo corpus: same sinks, rows, columns, ledger,
     buckets and bytes on Spark as locally."""
-    from winnow.config import load_pipeline
     from winnow.demo import PIPELINE, build_corpus, train_demo_tokenizer
-    from winnow.runners.spark import SparkRunner
+    from winnow.pipeline import load_pipeline
+    from winnow.spark.executor import SparkRunner
 
     build_corpus(tmp_path, docs=400)
     tokenizer = str(train_demo_tokenizer(tmp_path))
@@ -530,7 +530,7 @@ def test_parity_at_scale(tmp_path, spark, caplog):
     selection, tokenize and decompose: same ledger, kept ids, columns, bucket token
     counts (and bytes) on Spark as locally. (About 40 s on Spark on 2 cores.)"""
     from winnow.io.writers import write_table
-    from winnow.runners.spark import SparkRunner
+    from winnow.spark.executor import SparkRunner
     from winnow.tokenizer import train_tokenizer
 
     write_scale_corpus(tmp_path / "in", 20_000)

@@ -21,7 +21,7 @@ WEIGHTS = {
 def test_combine_matches_local_bytes(tmp_path, spark, caplog):
     """z-scores over float, int and bool columns; then percentiles mixed with z-score and
     none, written in place over the first combine's float64 output."""
-    from winnow.runners.spark import SparkRunner
+    from winnow.spark.executor import SparkRunner
 
     write_corpus(tmp_path / "in", n_docs=400, bad_lines=False)
     mixed = {
@@ -48,7 +48,7 @@ def test_combine_matches_local_bytes(tmp_path, spark, caplog):
 
 def test_output_over_a_non_float_column_is_refused(tmp_path, spark):
     from winnow.errors import WinnowError
-    from winnow.runners.spark import SparkRunner
+    from winnow.spark.executor import SparkRunner
 
     write_corpus(tmp_path / "in", n_docs=50, bad_lines=False)
     params = {"weights": {"gopher_hash_ratio": 1.0}, "output": "gopher_n_words"}

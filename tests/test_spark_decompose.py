@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from types import SimpleNamespace
 
 import pyarrow as pa
 import pytest
@@ -14,7 +13,7 @@ from arrow_files import write_parts
 from test_decompose import SCHEMA, synthetic_docs
 
 from winnow.ledger import StageCount
-from winnow.runners.local import LocalRunner
+from winnow.runners.local import run_global_here
 from winnow.stages.base import Materialized
 from winnow.stages.decompose import Decompose
 
@@ -28,20 +27,19 @@ def files_of(folder: Path) -> dict[str, bytes]:
 
 
 def run_both(tmp_path: Path, spark, data: Materialized, **params) -> dict:
-    """The stage run locally (``LocalRunner._run_global_stage``) and by the backend."""
-    from winnow.runners.spark import SPARK_BACKENDS
+    """The stage run locally (``run_global_here``) and by its Spark backend."""
+    from winnow.spark.executor import spark_backend
 
-    backend = SPARK_BACKENDS["decompose"]
     out = {}
     for name in ("local", "spark"):
         run = tmp_path / name
         stage = Decompose(Decompose.Params(**params), stage_id="dec", seed=7, run_dir=run)
         pass_dir = run / "stages" / "dec"
+        pass_dir.mkdir(parents=True)
         if name == "local":
-            runner = SimpleNamespace(run_dir=run)
-            count = LocalRunner._run_global_stage(runner, stage, data, pass_dir, lambda: None)
+            count = run_global_here(stage, data, pass_dir, lambda: None)
         else:
-            count = backend(spark, stage, data, pass_dir)
+            count = spark_backend(stage)(spark, stage, data, pass_dir)
         out[name] = (count, files_of(run / stage.params.dir), files_of(pass_dir))
     return out
 
@@ -131,9 +129,9 @@ def test_mix_and_randomize_long_match_local(tmp_path, spark, monkeypatch, params
 
 def test_pipeline_runs_decompose_natively(tmp_path, spark, caplog):
     """Through ``SparkRunner``: no driver fallback, ``mix`` included."""
-    from winnow.config import parse_pipeline
+    from winnow.pipeline import parse_pipeline
     from winnow.runners.local import run_pipeline
-    from winnow.runners.spark import SparkRunner
+    from winnow.spark.executor import SparkRunner
 
     docs = synthetic_docs(seed=3, n=80)
     write_parts(tmp_path / "in", docs, 2, SCHEMA)

@@ -23,12 +23,12 @@ def _overrides(args) -> dict:
 
 
 def cmd_run(args) -> int:
-    from winnow.config import load_pipeline
+    from winnow.pipeline import load_pipeline
     from winnow.runners.local import run_pipeline
 
     spec = load_pipeline(args.pipeline, _overrides(args))
     if args.runner == "spark":
-        from winnow.runners.spark import run_spark
+        from winnow.spark.executor import run_spark
 
         ledger = run_spark(spec, master=args.master, force=args.force, progress=not args.quiet)
     else:
@@ -39,7 +39,7 @@ def cmd_run(args) -> int:
 
 
 def cmd_spark_submit(args) -> int:
-    from winnow.runners.spark import submit_command
+    from winnow.spark.submit import submit_command
 
     console.print(submit_command(args.pipeline, args.master, pack=args.pack), soft_wrap=True)
     return 0
@@ -48,9 +48,9 @@ def cmd_spark_submit(args) -> int:
 def cmd_validate(args) -> int:
     import yaml
 
-    from winnow.config import load_pipeline
     from winnow.errors import ConfigError
-    from winnow.runners.common import make_plan
+    from winnow.pipeline import load_pipeline
+    from winnow.plan import make_plan
 
     try:
         data = yaml.safe_load(Path(args.pipeline).read_text())
@@ -159,7 +159,9 @@ EXTRA_COMMANDS = [
     ("train-classifier", "winnow.classifier", "train a fastText quality classifier"),
     ("train", "winnow.trainer.train", "train a proxy GPT on length buckets"),
     ("ablate", "winnow.trainer.ablate", "compare dataset variants with proxy models"),
+    ("fit-weights", "winnow.trainer.fit_weights", "learn combine weights from proxy ablations"),
     ("publish", "winnow.hub.cli", "publish a run to the Hugging Face Hub as Parquet"),
+    ("report", "winnow.html_report.cli", "write a self-contained HTML report of a run"),
 ]
 
 

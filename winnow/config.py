@@ -1,8 +1,8 @@
-"""YAML -> validated pipeline spec (pydantic v2).
+"""YAML -> validated pipeline spec (pydantic v2), and the one YAML reader.
 
 Every error names its YAML path (``stages[2].params.threshold``) and, where the
-value must come from a fixed set, the allowed values. Validation resolves each
-stage class and checks its params, so a typo fails before any data is read.
+value must come from a fixed set, the allowed values. This module knows the shape of
+a pipeline only; resolving each stage's class and params is ``winnow.pipeline``'s job.
 """
 
 from __future__ import annotations
@@ -59,10 +59,15 @@ class RunnerSpec(Strict):
 
 
 class StageSpec(Strict):
+    """One stage: ``use`` names its class, ``params`` its settings; ``materialize`` and
+    ``resources`` override the class defaults (``winnow.stages.base``)."""
+
     id: str = Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
     use: str
     params: dict[str, Any] = Field(default_factory=dict)
     after: list[str] | None = None
+    materialize: bool | None = None
+    resources: dict[str, Any] | None = None
 
 
 class PipelineSpec(Strict):
@@ -110,45 +115,17 @@ def format_validation_error(exc: ValidationError, prefix: str = "") -> str:
     return "; ".join(lines)
 
 
-def parse_pipeline(data: Any, source: str = "<pipeline>") -> PipelineSpec:
-    """Validate a loaded YAML mapping, including each stage's params."""
-    if not isinstance(data, dict):
-        raise ConfigError(f"{source}: top level must be a mapping, got {type(data).__name__}")
-    try:
-        spec = PipelineSpec.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(f"{source}: {format_validation_error(exc)}") from None
-    for i, stage in enumerate(spec.stages):
-        build_params(stage, f"{source}: stages[{i}]")
-    return spec
-
-
-def build_params(stage: StageSpec, where: str):
-    """Resolve the stage class and validate its params; returns (cls, params)."""
-    from winnow.stages import resolve
-
-    cls = resolve(stage.use, f"{where}.use")
-    try:
-        params = cls.Params.model_validate(stage.params)
-    except ValidationError as exc:
-        raise ConfigError(f"{where}.params: {format_validation_error(exc)}") from None
-    return cls, params
-
-
-def load_pipeline(path: str | Path, overrides: dict[str, Any] | None = None) -> PipelineSpec:
-    """Read and validate a pipeline YAML file; ``overrides`` maps dotted keys to values."""
+def read_yaml(path: str | Path, what: str = "config file") -> Any:
+    """Parse a YAML file; a missing file or bad YAML is one ``file:line`` ConfigError."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"{path}: pipeline file not found")
+        raise ConfigError(f"{path}: {what} not found")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
         raise ConfigError(f"{where}: invalid YAML ({getattr(exc, 'problem', exc)})") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: top level must be a mapping")
-    return parse_pipeline(set_dotted(data, overrides), str(path))
 
 
 def set_dotted(data: dict, overrides: dict[str, Any] | None) -> dict:

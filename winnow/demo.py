@@ -211,7 +211,7 @@ def _verdict(results: dict) -> str:
 
 
 def run_demo(out: Path, *, workers: int | None, docs: int, console: Console) -> int:
-    from winnow.config import load_pipeline
+    from winnow.pipeline import load_pipeline
     from winnow.runners.local import run_pipeline
     from winnow.trainer.ablate import run_ablation
 

@@ -7,6 +7,8 @@ import os
 import shutil
 from pathlib import Path
 
+import xxhash
+
 
 def atomic_write(path: Path, data: bytes, durable: bool = True) -> None:
     """Write ``data`` to ``path`` so a reader sees the old file or the new one, never a
@@ -36,3 +38,21 @@ def reset_dir(path: Path) -> None:
     if path.exists():
         shutil.rmtree(path)
     path.mkdir(parents=True)
+
+
+def tree_digest(path: Path) -> str | None:
+    """xxh3-128 over a file's bytes, or over a folder's relative file names and bytes
+    (sorted); None when ``path`` does not exist."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    h = xxhash.xxh3_128()
+    for f in files:
+        if f != path:
+            h.update(str(f.relative_to(path)).encode() + b"\0")
+        with open(f, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+        h.update(b"\0")
+    return h.hexdigest()

@@ -7,7 +7,9 @@ topological order (ties keep YAML order):
 
 - a **map pass** is a maximal chain of map stages where each stage has exactly
   one parent and that parent has exactly one child, so the chain is fused into
-  one pass over the data with no intermediate files;
+  one pass over the data with no intermediate files; a stage that *materialises*
+  (``score``, ``tokenize``, model-backed stages, or ``materialize: true`` in the
+  YAML) ends its chain, so editing a stage after it reuses its output;
 - a **global pass** is one global stage; its input is materialised.
 
 A pass whose parent is the pipeline input also reads the input; when the first
@@ -21,6 +23,7 @@ from dataclasses import dataclass, field
 
 from winnow.config import PipelineSpec
 from winnow.errors import ConfigError
+from winnow.pipeline import StageRecipe, bind
 
 INPUT = "<input>"
 
@@ -92,8 +95,15 @@ def topological_order(ids: list[str], parents: dict[str, list[str]]) -> list[str
     return order
 
 
-def build_plan(spec: PipelineSpec, kinds: dict[str, str]) -> Plan:
-    """Fuse map chains and order passes; ``kinds`` maps stage id -> "map" | "global"."""
+def make_plan(spec: PipelineSpec) -> tuple[Plan, dict[str, StageRecipe]]:
+    """Bind the stages and plan their passes."""
+    recipes = bind(spec)
+    return build_plan(spec, recipes), recipes
+
+
+def build_plan(spec: PipelineSpec, recipes: dict[str, StageRecipe]) -> Plan:
+    """Fuse map chains and order passes, from each stage's kind and ``materialize``."""
+    kinds = {sid: r.kind for sid, r in recipes.items()}
     ids = [s.id for s in spec.stages]
     parents = stage_parents(spec)
     order = topological_order(ids, parents)
@@ -112,6 +122,7 @@ def build_plan(spec: PipelineSpec, kinds: dict[str, str]) -> Plan:
             if (
                 parent_pass.kind == "map"
                 and kinds[ps[0]] == "map"
+                and not recipes[ps[0]].materialize
                 and len(children[ps[0]]) == 1
                 and parent_pass.id == ps[0]
             ):

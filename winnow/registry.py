@@ -20,13 +20,18 @@ def scan(package: ModuleType, base: type) -> dict[str, type]:
     return found
 
 
-def import_class(use: str, base: type | tuple[type, ...], kind: str) -> type:
-    """The class named by ``package.module:Class``; ValueError naming the problem."""
+def import_object(use: str, kind: str):
+    """The object named by ``package.module:name``; ValueError naming the problem."""
     module_name, _, attr = use.partition(":")
     try:
-        cls = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as exc:
+        return getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError, ValueError) as exc:
         raise ValueError(f"cannot import {kind} {use!r} ({exc})") from None
+
+
+def import_class(use: str, base: type | tuple[type, ...], kind: str) -> type:
+    """The class named by ``package.module:Class``; ValueError naming the problem."""
+    cls = import_object(use, kind)
     if not (isinstance(cls, type) and issubclass(cls, base)):
         raise ValueError(f"{use!r} is not a {kind} class")
     return cls

@@ -26,9 +26,10 @@ from winnow.scorers.text import TextBatch
 
 
 class ScorerParams(BaseModel):
-    """Base for scorer params: unknown keys are rejected."""
+    """Base for scorer params: unknown keys are rejected; attribute docstrings become the
+    help text ``winnow stages`` shows."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
 
 class Scorer:

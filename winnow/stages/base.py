@@ -8,7 +8,18 @@ A **global stage** needs the whole corpus: it reads the materialised output of t
 stage before it and yields ``Output`` chunks in a deterministic order.
 
 Every stage declares ``name`` (its registry name) and ``Params`` (a pydantic
-model; unknown keys are rejected before any data is read).
+model; unknown keys are rejected before any data is read), and may declare:
+
+- ``materialize``: the pass ends after this stage, so editing what follows reuses its
+  output (tag once, select many). Expensive and attribute-producing stages set it;
+  YAML ``materialize:`` overrides it per stage.
+- ``resources``: worker processes, rows per ``process`` call and GPUs the stage needs;
+  the runner sizes the stage's pass from them (YAML ``resources:`` overrides fields).
+- ``requires``: importable modules and the pip extra that provides each, checked when
+  the pipeline is validated.
+- ``prepare`` (driver, once per pass) and ``side_outputs`` (files written outside the
+  part files, covered by the pass's completion record).
+- for global stages, ``spark_backend``: the import path of its Spark backend.
 """
 
 from __future__ import annotations
@@ -20,7 +31,7 @@ from typing import ClassVar
 
 import pyarrow as pa
 import pyarrow.dataset as ds
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from winnow.io.writers import ipc_rows, read_table
 from winnow.table import conform, unify_schemas
@@ -31,6 +42,21 @@ class Params(BaseModel):
     the help text ``winnow stages`` shows."""
 
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+
+class Resources(BaseModel):
+    """What one stage needs to run; the runner sizes the stage's pass from it."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, frozen=True)
+
+    workers: int | None = Field(default=None, gt=0)
+    """At most this many worker processes for the stage's pass (a model-backed stage: 1,
+    so one model is loaded, not one per core); None: the runner's worker count."""
+    batch_rows: int | None = Field(default=None, gt=0)
+    """Rows per ``process`` call (the chunk is fed in slices of this size); None: the
+    whole chunk at once."""
+    gpus: int = Field(default=0, ge=0)
+    """GPUs each worker of the stage needs."""
 
 
 @dataclass
@@ -55,12 +81,34 @@ class Stage:
     name: ClassVar[str] = ""
     kind: ClassVar[str] = ""
     Params: ClassVar[type[Params]] = Params
+    materialize: ClassVar[bool] = False
+    resources: ClassVar[Resources] = Resources()
+    requires: ClassVar[dict[str, str]] = {}
 
-    def __init__(self, params: Params, *, stage_id: str, seed: int, run_dir: Path | None = None):
+    def __init__(
+        self,
+        params: Params,
+        *,
+        stage_id: str,
+        seed: int,
+        run_dir: Path | None = None,
+        resources: Resources | None = None,
+    ):
         self.params = params
         self.stage_id = stage_id
         self.seed = seed
         self.run_dir = run_dir  # the run directory, for stages with side outputs (buckets)
+        if resources is not None:
+            self.resources = resources  # the class default after the YAML override
+
+    def prepare(self) -> None:
+        """Build shared artifacts (a converted model, a skill graph) once, in the driver,
+        before the pass's workers start (default: nothing). Must be deterministic."""
+
+    def side_outputs(self) -> list[Path]:
+        """Files or folders (under ``run_dir``) the stage writes besides its parts; the
+        pass's completion record covers them (default: none)."""
+        return []
 
 
 class MapStage(Stage):
@@ -114,6 +162,9 @@ class GlobalStage(Stage):
     """
 
     kind = "global"
+    spark_backend: ClassVar[str | None] = None
+    """``package.module:function`` of the stage's Spark backend, imported lazily (see
+    ``winnow.spark.backends``); None: on Spark the stage runs on the driver."""
 
     def run(self, data: Materialized, workdir: Path) -> Iterator[Output]:
         raise NotImplementedError

@@ -19,7 +19,6 @@ run directory. See :mod:`winnow.scorers.combine` for the math and the weights ho
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,6 +28,7 @@ import pyarrow.compute as pc
 from pydantic import Field, field_validator
 
 from winnow.errors import ConfigError
+from winnow.files import write_json_atomic
 from winnow.scorers.combine import Method, combine, fit, load_weights
 from winnow.stages.base import GlobalStage, Materialized, Output, Params
 from winnow.table import set_column
@@ -38,9 +38,12 @@ class CombineParams(Params):
     weights: dict[str, float] | str
     """Column -> weight, or a path to a JSON file with ``{"weights": {...}}``."""
     normalize: Method = "zscore"
+    """How each column is normalised over the corpus before weighting: ``zscore``,
+    ``percentile`` (mid-rank, in [0, 1]) or ``none``."""
     per_column: dict[str, Method] = Field(default_factory=dict)
     """Override ``normalize`` for some columns."""
     output: str = "quality_score"
+    """The column the weighted sum is written to (float64)."""
 
     @field_validator("weights")
     @classmethod
@@ -55,7 +58,7 @@ class CombineParams(Params):
         return value
 
 
-def _values(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
+def score_values(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
     """A numeric column as float64 (nulls become NaN; booleans 0/1)."""
     if pa.types.is_boolean(column.type):
         column = pc.cast(column, pa.int8())
@@ -67,6 +70,7 @@ class Combine(GlobalStage):
     """Weighted sum of per-column normalised scores, fitted over the whole corpus."""
 
     name = "combine"
+    spark_backend = "winnow.spark.backends.combine:run"
     Params = CombineParams
 
     def weights(self, schema: pa.Schema) -> dict[str, float]:
@@ -89,14 +93,20 @@ class Combine(GlobalStage):
         columns = list(weights)
         fitted = {}
         for name in columns:
-            parts = [_values(t.column(name)) for t in data.tables(columns=[name])]
+            parts = [score_values(t.column(name)) for t in data.tables(columns=[name])]
             values = np.concatenate(parts) if parts else np.zeros(0)
             fitted[name] = fit(values, self.method(name))
         self.write_summary(weights, fitted)
         for table in data.tables():
-            cols = {name: _values(table.column(name)) for name in columns}
+            cols = {name: score_values(table.column(name)) for name in columns}
             score = combine(cols, fitted, weights)
             yield Output(kept=set_column(table, p.output, pa.array(score, pa.float64())))
+
+    def side_outputs(self) -> list[Path]:
+        return [self.summary_path()] if self.run_dir is not None else []
+
+    def summary_path(self) -> Path:
+        return Path(self.run_dir) / f"combine-{self.stage_id}.json"
 
     def write_summary(self, weights, fitted) -> None:
         if self.run_dir is None:
@@ -107,7 +117,4 @@ class Combine(GlobalStage):
             "weights": weights,
             "normalizers": {name: n.summary() for name, n in fitted.items()},
         }
-        path = Path(self.run_dir) / f"combine-{self.stage_id}.json"
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        tmp.replace(path)
+        write_json_atomic(self.summary_path(), summary)

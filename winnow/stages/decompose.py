@@ -50,7 +50,8 @@ import xxhash
 from pydantic import Field, model_validator
 
 from winnow.errors import InputError, LedgerError, WinnowError
-from winnow.kernels.decompose import chunk_owners, gather, greedy_plan, plan_document
+from winnow.io.buckets import BucketWriter, ConcatWriter, TokenShardWriter, concat_as
+from winnow.kernels.decompose import greedy_plan, plan_document
 from winnow.stages.base import GlobalStage, Materialized, Output, Params
 from winnow.stages.tokenize import META_EOS, META_SHA256, META_TOKENIZER, META_VOCAB, TOKENS
 from winnow.table import ID
@@ -64,20 +65,32 @@ _U64 = (1 << 64) - 1
 
 
 class DecomposeParams(Params):
-    dir: str = Field(default="buckets", description="output folder under the run directory")
-    min_log2: int = Field(default=8, ge=0, le=30, description="shortest bucket is 2**min_log2")
-    max_log2: int = Field(default=13, ge=0, le=30, description="longest bucket is 2**max_log2")
-    shard_tokens: int = Field(default=1 << 24, gt=0, description="tokens per shard file")
-    randomize_long: bool = Field(
-        default=False, description="while > 2**(max+1) tokens remain, draw k biased short"
-    )
-    concat: bool = Field(default=True, description="also write the concat-and-chunk baseline")
-    concat_len: int | None = Field(default=None, gt=0, description="default 2**max_log2")
-    mix: dict[str, float] | None = Field(default=None, description="source -> weight")
+    dir: str = "buckets"
+    """Output folder under the run directory."""
+    min_log2: int = Field(default=8, ge=0, le=30)
+    """The shortest bucket is ``2**min_log2`` tokens; shorter tails are dropped."""
+    max_log2: int = Field(default=13, ge=0, le=30)
+    """The longest bucket is ``2**max_log2`` tokens."""
+    shard_tokens: int = Field(default=1 << 24, gt=0)
+    """Tokens per shard file."""
+    randomize_long: bool = False
+    """While more than ``2**(max_log2+1)`` tokens of a document remain, draw the piece
+    size at random, biased to short pieces (seeded by the stage seed and the doc id)."""
+    concat: bool = True
+    """Also write the concat-and-chunk baseline."""
+    concat_len: int | None = Field(default=None, gt=0)
+    """Baseline chunk length in tokens; null: ``2**max_log2``."""
+    mix: dict[str, float] | None = None
+    """Source -> weight (see ``mix_mode``); null: every document once."""
     mix_mode: Literal["repeat", "share"] = "repeat"
-    tokenizer_sha256: str | None = Field(default=None, description="default: tokens metadata")
-    vocab_size: int | None = Field(default=None, gt=0, description="default: tokens metadata")
-    eos_id: int | None = Field(default=None, ge=0, description="default: tokens metadata")
+    """``repeat``: a weight is a copy factor (unnamed sources keep 1); ``share``: weights
+    are target token shares at the same total (every source must be named)."""
+    tokenizer_sha256: str | None = None
+    """Tokenizer hash for the manifest; null: from the ``tokens`` column's metadata."""
+    vocab_size: int | None = Field(default=None, gt=0)
+    """Vocabulary size (picks uint16 or uint32 tokens); null: from the tokens metadata."""
+    eos_id: int | None = Field(default=None, ge=0)
+    """EOS token id for the manifest; null: from the tokens metadata."""
 
     @model_validator(mode="after")
     def _check(self) -> DecomposeParams:
@@ -92,45 +105,49 @@ class Decompose(GlobalStage):
     """Write length buckets and the concat baseline from the ``tokens`` column."""
 
     name = "decompose"
+    spark_backend = "winnow.spark.backends.decompose:run"
+
+    def side_outputs(self) -> list[Path]:
+        return [Path(self.run_dir) / self.params.dir] if self.run_dir is not None else []
     Params = DecomposeParams
 
     def run(self, data: Materialized, workdir: Path) -> Iterator[Output]:
         p = self.params
         if self.run_dir is None:
             raise WinnowError("decompose writes buckets into the run directory; none was given")
-        corpus = _Corpus(data)
-        meta = self._token_meta(data.schema)
-        dtype = _token_dtype(meta["vocab_size"], corpus.max_token)
-        copies, mix_info = self._copies(corpus)
+        corpus = Corpus(data)
+        meta = self.token_meta(data.schema)
+        dtype = token_dtype(meta["vocab_size"], corpus.max_token)
+        copies, mix_info = self.copies(corpus)
         final = Path(self.run_dir) / p.dir
         partial = final.with_name(final.name + ".partial")
         shutil.rmtree(partial, ignore_errors=True)
         infos: dict = {}
-        for chunk, n_seq, dropped in self._sequences(corpus, copies, dtype, partial, infos):
+        for chunk, n_seq, dropped in self.sequences(corpus, copies, dtype, partial, infos):
             yield self._output(corpus, chunk, n_seq, dropped)
         if corpus.num_docs == 0:
             yield self._output(corpus, np.zeros(0, np.int64), np.zeros(0), np.zeros(0))
-        manifest = self._manifest(meta, dtype, corpus.lengths, copies, mix_info, **infos)
-        self._publish(partial, manifest)
+        manifest = self.manifest(meta, dtype, corpus.lengths, copies, mix_info, **infos)
+        self.publish(partial, manifest)
 
-    def _sequences(self, corpus, copies, dtype, root: Path, infos: dict, writer=None):
+    def sequences(self, corpus, copies, dtype, root: Path, infos: dict, writer=None):
         """Write the bucket and concat shards under ``root``, in processing chunks of the
         id-ordered corpus; yield ``(chunk, n_sequences, dropped_tokens)`` per kept-output
         chunk; then set ``infos`` (``buckets_info``, ``concat_info``) for the manifest.
-        ``writer``: the shard writer class (``_ShardWriter``)."""
+        ``writer``: the shard writer class (``TokenShardWriter``)."""
         p = self.params
-        writer = writer or _ShardWriter
-        buckets = _Buckets(root, p.min_log2, p.max_log2, dtype, p.shard_tokens, corpus, writer)
+        writer = writer or TokenShardWriter
+        buckets = BucketWriter(root, p.min_log2, p.max_log2, dtype, p.shard_tokens, corpus, writer)
         concat_len = p.concat_len or 1 << p.max_log2
         concat_writer = writer(root, f"concat/len_{concat_len}", concat_len, dtype, p.shard_tokens)
-        concat = _ConcatWriter(concat_writer, corpus, copies)
+        concat = ConcatWriter(concat_writer, corpus, copies)
         tail = (1 << p.min_log2) - 1
         # copy c of the corpus (documents with more than c copies) after copies < c
         for c in range(max(1, int(copies.max(initial=0)))):
             for chunk in corpus.chunks(np.nonzero(copies > c)[0] if c else None):
                 live = chunk[copies[chunk] > c]
                 flat, lengths = corpus.tokens(live)
-                doc, start, log2 = self._plan(corpus, live, lengths)
+                doc, start, log2 = self.pieces(corpus, live, lengths)
                 buckets.add(live, flat, lengths, doc, start, log2)
                 if p.concat:
                     concat.add(flat)
@@ -142,7 +159,7 @@ class Decompose(GlobalStage):
         infos["buckets_info"] = buckets.close()
         infos["concat_info"] = concat.close() if p.concat else None
 
-    def _manifest(
+    def manifest(
         self, meta: dict, dtype, lengths, copies, mix_info, buckets_info, concat_info
     ) -> dict:
         """manifest.json's content; ``mix_info`` from ``_copies`` (None without ``mix``)."""
@@ -166,7 +183,7 @@ class Decompose(GlobalStage):
             "mix": mix_info,
         }
 
-    def _publish(self, partial: Path, manifest: dict) -> None:
+    def publish(self, partial: Path, manifest: dict) -> None:
         """Check the token ledger, write manifest.json, rename ``partial`` into place."""
         final = partial.with_name(partial.name.removesuffix(".partial"))
         bucket_tokens = sum(b["tokens"] for b in manifest["buckets"].values())
@@ -180,7 +197,7 @@ class Decompose(GlobalStage):
         shutil.rmtree(final, ignore_errors=True)
         partial.rename(final)
 
-    def _plan(self, corpus: _Corpus, positions: np.ndarray, lengths: np.ndarray):
+    def pieces(self, corpus: Corpus, positions: np.ndarray, lengths: np.ndarray):
         """Pieces ``(doc, start, log2)`` of the documents, greedy or randomised when long;
         a long document's random pieces depend only on the seed and its id."""
         lo, hi = self.params.min_log2, self.params.max_log2
@@ -200,7 +217,7 @@ class Decompose(GlobalStage):
         order = np.lexsort((start, doc))
         return doc[order], start[order], log2[order]
 
-    def _copies(self, corpus: _Corpus) -> tuple[np.ndarray, dict | None]:
+    def copies(self, corpus: Corpus) -> tuple[np.ndarray, dict | None]:
         """Copies of each document under ``mix`` (all ones without it)."""
         p = self.params
         if p.mix is None:
@@ -243,7 +260,7 @@ class Decompose(GlobalStage):
         }
         return copies, info
 
-    def _token_meta(self, schema: pa.Schema) -> dict:
+    def token_meta(self, schema: pa.Schema) -> dict:
         """Tokenizer facts for the manifest: params first, then the tokens field metadata."""
         p = self.params
         field_meta = (schema.field(TOKENS).metadata if TOKENS in schema.names else None) or {}
@@ -259,7 +276,7 @@ class Decompose(GlobalStage):
             "tokenizer_sha256": p.tokenizer_sha256 or get(META_SHA256),
         }
 
-    def _output(self, corpus: _Corpus, chunk: np.ndarray, n_seq, dropped) -> Output:
+    def _output(self, corpus: Corpus, chunk: np.ndarray, n_seq, dropped) -> Output:
         kept = corpus.rows(chunk)
         kept = kept.append_column("n_sequences", pa.array(n_seq, pa.int64()))
         kept = kept.append_column("dropped_tokens", pa.array(dropped, pa.int64()))
@@ -270,7 +287,7 @@ class Decompose(GlobalStage):
         return Output(kept=kept, stats=stats)
 
 
-def _token_dtype(vocab_size: int | None, max_token: int) -> type[np.unsignedinteger]:
+def token_dtype(vocab_size: int | None, max_token: int) -> type[np.unsignedinteger]:
     """uint16 when the vocabulary (or, unknown, every id) fits; checks the data agrees."""
     fits16 = vocab_size <= 1 << 16 if vocab_size else max_token < 1 << 16
     dtype = np.uint16 if fits16 else np.uint32
@@ -279,7 +296,7 @@ def _token_dtype(vocab_size: int | None, max_token: int) -> type[np.unsignedinte
     return dtype
 
 
-class _Corpus:
+class Corpus:
     """All documents of a materialised input, indexed in id order (memory-mapped)."""
 
     def __init__(self, data: Materialized):
@@ -288,12 +305,12 @@ class _Corpus:
                 raise InputError(f"decompose needs a {column!r} column (run tokenize first)")
         self.batches = [b for table in data.tables() for b in table.to_batches()]
         self.schema = data.schema
-        self._views = [_token_view(b.column(TOKENS)) for b in self.batches]
+        self._views = [token_view(b.column(TOKENS)) for b in self.batches]
         lengths = np.concatenate([np.diff(off) for off, _ in self._views] or [np.zeros(0)])
         self.max_token = max(
             (int(v[o[0] : o[-1]].max()) for o, v in self._views if o[-1] > o[0]), default=0
         )
-        ids = _concat([b.column(ID) for b in self.batches], pa.large_string())
+        ids = concat_as([b.column(ID) for b in self.batches], pa.large_string())
         batch_of = np.repeat(np.arange(len(self.batches)), [b.num_rows for b in self.batches])
         row_of = np.concatenate([np.arange(b.num_rows) for b in self.batches] or [np.zeros(0)])
         order = self._order(ids, batch_of, row_of)
@@ -302,7 +319,7 @@ class _Corpus:
         self.lengths = lengths[order].astype(np.int64)
         self.batch_of, self.row_of = batch_of[order], row_of[order].astype(np.int64)
         if SOURCE in data.schema.names:
-            sources = _concat([b.column(SOURCE) for b in self.batches], pa.string()).take(order)
+            sources = concat_as([b.column(SOURCE) for b in self.batches], pa.string()).take(order)
         else:
             sources = pa.nulls(self.num_docs, pa.string())
         self.sources = sources
@@ -364,15 +381,6 @@ def id_order(ids: pa.Array, tie) -> np.ndarray:
     return pc.sort_indices(keys, [("id", "ascending"), ("tie", "ascending")]).to_numpy()
 
 
-def copy_stream(copies: np.ndarray) -> np.ndarray:
-    """Document positions in writing order: copy ``c`` of the corpus (the documents with
-    more than ``c`` copies, in id order) after all copies ``< c``."""
-    return np.concatenate(
-        [np.nonzero(copies > c)[0] for c in range(int(copies.max(initial=0)))]
-        or [np.zeros(0, np.int64)]
-    )
-
-
 def doc_chunks(lengths: np.ndarray, positions: np.ndarray) -> Iterator[np.ndarray]:
     """``positions`` (documents of ``lengths``) in runs of about ``CHUNK_TOKENS`` tokens
     and at most ``CHUNK_DOCS`` documents: the kept-output parts."""
@@ -392,7 +400,7 @@ def _token_hash(view: tuple[np.ndarray, np.ndarray], row: int) -> int:
     return xxhash.xxh64_intdigest(values[off[row] : off[row + 1]].tobytes())
 
 
-def _token_view(tokens: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+def token_view(tokens: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     """(offsets, values) numpy views of a list array; values index by the offsets."""
     if not (pa.types.is_list(tokens.type) or pa.types.is_large_list(tokens.type)):
         raise InputError(f"decompose: 'tokens' must be a list of integers, not {tokens.type}")
@@ -406,147 +414,3 @@ def _token_view(tokens: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     return offsets, values
 
 
-def _concat(arrays: list[pa.Array], type_: pa.DataType) -> pa.Array:
-    return pa.concat_arrays([a.cast(type_) for a in arrays]) if arrays else pa.array([], type_)
-
-
-class _ShardWriter:
-    """Appends fixed-length sequences to ``<root>/<name>/shard_<5 digits>.arrow``."""
-
-    def __init__(self, root: Path, name: str, seq_len: int, dtype, shard_tokens: int):
-        self.root, self.name, self.seq_len, self.dtype = root, name, seq_len, dtype
-        self.per_shard = max(1, shard_tokens // seq_len)
-        self.schema = pa.schema(
-            [
-                ("tokens", pa.list_(pa.from_numpy_dtype(dtype), seq_len)),
-                ("doc_id", pa.string()),
-                ("source", pa.string()),
-                ("offset", pa.int64()),
-            ]
-        )
-        self.pending: list[tuple[np.ndarray, pa.Array, pa.Array, np.ndarray]] = []
-        self.shards: list[str] = []
-        self.sequences = 0
-
-    def add(self, tokens: np.ndarray, doc_ids: pa.Array, sources: pa.Array, offsets) -> None:
-        if len(tokens):
-            self.pending.append((tokens, doc_ids, sources, np.asarray(offsets, np.int64)))
-        if sum(len(part[0]) for part in self.pending) >= self.per_shard:
-            self._flush(final=False)
-
-    def close(self) -> None:
-        self._flush(final=True)
-
-    def summary(self) -> dict:
-        return {
-            "sequences": self.sequences,
-            "tokens": self.sequences * self.seq_len,
-            "shards": self.shards,
-        }
-
-    def _flush(self, final: bool) -> None:
-        if not self.pending:
-            return
-        tokens = np.concatenate([part[0] for part in self.pending])
-        doc_ids = _concat([part[1] for part in self.pending], pa.string())
-        sources = _concat([part[2] for part in self.pending], pa.string())
-        offsets = np.concatenate([part[3] for part in self.pending])
-        n = len(tokens)
-        cut = n if final else n - n % self.per_shard
-        for i in range(0, cut, self.per_shard):
-            j = min(i + self.per_shard, cut)
-            self._write(tokens[i:j], doc_ids[i:j], sources[i:j], offsets[i:j])
-        self.pending = (
-            [(tokens[cut:], doc_ids[cut:], sources[cut:], offsets[cut:])] if cut < n else []
-        )
-
-    def _write(self, tokens, doc_ids, sources, offsets) -> None:
-        rel = self.write_shard(len(self.shards), tokens, doc_ids, sources, offsets)
-        self.shards.append(rel)
-        self.sequences += len(offsets)
-
-    def write_shard(self, index: int, tokens, doc_ids, sources, offsets) -> str:
-        """Write shard ``index`` (sequences ``tokens``, n x seq_len); its relative path."""
-        values = pa.array(tokens.astype(self.dtype, copy=False).reshape(-1))
-        table = pa.table(
-            [pa.FixedSizeListArray.from_arrays(values, self.seq_len), doc_ids, sources, offsets],
-            schema=self.schema,
-        )
-        rel = self.shard_path(index)
-        path = self.root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, self.schema) as writer:
-            writer.write_table(table)
-        return rel
-
-    def shard_path(self, index: int) -> str:
-        return f"{self.name}/shard_{index:05d}.arrow"
-
-
-class _Buckets:
-    """One shard writer per bucket ``2**lo .. 2**hi``, and bucket tokens per source."""
-
-    def __init__(self, root: Path, lo: int, hi: int, dtype, shard_tokens: int, corpus, writer):
-        self.corpus = corpus
-        self.writers = {
-            k: writer(root, f"len_{1 << k}", 1 << k, dtype, shard_tokens) for k in range(lo, hi + 1)
-        }
-        self.source_tokens = np.zeros(len(corpus.source_names), np.int64)
-
-    def add(self, positions, flat, lengths, doc, start, log2) -> None:
-        """Write the planned pieces of the documents at ``positions`` (tokens ``flat``)."""
-        doc_starts = np.cumsum(lengths) - lengths
-        for k, writer in self.writers.items():
-            sel = log2 == k
-            where = positions[doc[sel]]
-            writer.add(
-                gather(flat, doc_starts[doc[sel]] + start[sel], 1 << k),
-                self.corpus.ids.take(where),
-                self.corpus.sources.take(where),
-                start[sel],
-            )
-            codes = self.corpus.source_codes[where]
-            self.source_tokens += np.bincount(codes, minlength=len(self.source_tokens)) << k
-
-    def close(self) -> dict:
-        for writer in self.writers.values():
-            writer.close()
-        names = self.corpus.source_names
-        return {
-            "buckets": {str(w.seq_len): w.summary() for w in self.writers.values()},
-            "source_tokens": dict(sorted(zip(names, self.source_tokens.tolist(), strict=True))),
-        }
-
-
-class _ConcatWriter:
-    """The concat-and-chunk baseline: copy passes of the corpus joined, cut every L tokens."""
-
-    def __init__(self, writer: _ShardWriter, corpus: _Corpus, copies: np.ndarray):
-        self.writer, self.corpus = writer, corpus
-        stream = copy_stream(copies)
-        owner, self.offsets = chunk_owners(corpus.lengths[stream], writer.seq_len)
-        self.owners = stream[owner]
-        self.carry = np.zeros(0, np.uint32)
-        self.done = 0
-        self.total = int(corpus.lengths[stream].sum())
-
-    def add(self, flat: np.ndarray) -> None:
-        buf = np.concatenate([self.carry, flat]) if len(self.carry) else flat
-        n = len(buf) // self.writer.seq_len
-        if n:
-            where = self.owners[self.done : self.done + n]
-            self.writer.add(
-                buf[: n * self.writer.seq_len].reshape(n, -1),
-                self.corpus.ids.take(where),
-                self.corpus.sources.take(where),
-                self.offsets[self.done : self.done + n],
-            )
-        self.carry = buf[n * self.writer.seq_len :].copy()
-        self.done += n
-
-    def close(self) -> dict:
-        self.writer.close()
-        summary = self.writer.summary()
-        if summary["tokens"] + len(self.carry) != self.total:
-            raise LedgerError("decompose: concat tokens do not reconcile")
-        return {"len": self.writer.seq_len, **summary, "dropped_tokens": len(self.carry)}

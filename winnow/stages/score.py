@@ -9,7 +9,7 @@ running Gopher, C4 and FineWeb together tokenizes once. Example::
       use: score
       params:
         scorers:
-          - use: gopher_quality
+          - gopher_quality                      # a bare name: default params
           - use: fineweb_quality
             params: {char_duplicates_ratio: 0.1}
           - use: fasttext
@@ -24,7 +24,7 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from winnow.scorers.base import Scorer, ScorerParams, resolve_scorer
 from winnow.scorers.c4 import C4LineParams, c4_lines
@@ -37,7 +37,14 @@ class ScorerSpec(Params):
     """One scorer: a registry name (or ``package.module:Class``) and its params."""
 
     use: str
+    """The scorer's registry name or ``package.module:Class``."""
     params: Any = Field(default_factory=dict, validate_default=True)
+    """The scorer's params (see ``winnow stages score``)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bare_name(cls, value: Any) -> Any:
+        return {"use": value} if isinstance(value, str) else value
 
     @field_validator("use")
     @classmethod
@@ -64,6 +71,7 @@ class ScoreParams(Params):
     scorers: list[ScorerSpec] = Field(min_length=1)
     """Scorers to run, in order; their columns are appended in this order."""
     text_column: str = TEXT
+    """The column the scorers read."""
 
     @field_validator("scorers")
     @classmethod
@@ -84,6 +92,7 @@ class Score(MapStage):
     """Append every configured scorer's columns; never drops a row."""
 
     name = "score"
+    materialize = True  # attributes: re-tune the filters after it without re-scoring
     Params = ScoreParams
 
     def setup(self) -> None:
@@ -106,6 +115,7 @@ class Score(MapStage):
 
 class C4CleanParams(C4LineParams):
     text_column: str = TEXT
+    """The column whose text is rewritten to its surviving lines."""
     removed_column: str = "c4_removed_lines"
     """Provenance: how many lines the stage removed from each document."""
     keep_original: str | None = None
@@ -120,6 +130,7 @@ class C4Clean(MapStage):
     """
 
     name = "c4_clean"
+    materialize = True
     Params = C4CleanParams
 
     def process(self, table: pa.Table) -> Output:

@@ -27,15 +27,22 @@ class SelectParams(Params):
     by: str
     """SQL expression for the score (higher is better unless ``ascending``)."""
     fraction: float | None = Field(default=None, gt=0, le=1)
+    """Budget: keep this fraction of the rows (of each stratum), rounded to nearest."""
     n: int | None = Field(default=None, ge=0)
+    """Budget: keep this many rows (split over strata by their share of rows)."""
     token_fraction: float | None = Field(default=None, gt=0, le=1)
+    """Budget: keep top rows while their tokens stay within this fraction of the
+    input's (each stratum's) tokens."""
     tokens: int | None = Field(default=None, ge=0)
+    """Budget: keep top rows while their tokens stay within this many (split over
+    strata by their share of tokens)."""
     token_count: str | None = None
     """SQL for a row's token count; default ``n_tokens`` when that column exists,
     else ``ceil(strlen(text) / 4)`` (about 4 UTF-8 bytes per BPE token in English)."""
     stratify: str | None = None
     """SQL expression (usually a column such as ``source``) defining strata."""
     ascending: bool = False
+    """Rank by score ascending (lower is better) instead of descending."""
 
     _check = field_validator("by", "token_count", "stratify")(
         lambda v: v if v is None else check_expression(v)
@@ -53,6 +60,7 @@ class Select(GlobalStage):
     """Top-k / top-fraction / top-tokens selection by score, optionally stratified."""
 
     name = "select"
+    spark_backend = "winnow.spark.backends.select:run"
     Params = SelectParams
 
     def _keys(self, data) -> pa.Table:
@@ -79,7 +87,7 @@ class Select(GlobalStage):
             )
         return pa.concat_tables(parts) if parts else None
 
-    def _keep_rule(self) -> str:
+    def keep_rule(self) -> str:
         p = self.params
         share = "cnt::DOUBLE / total_cnt" if p.stratify else "1.0"
         tshare = "stratum_tokens / total_tokens" if p.stratify else "1.0"
@@ -100,7 +108,7 @@ class Select(GlobalStage):
         con.register("keys", keys)
         decided = con.sql(
             f"""
-            SELECT file_idx, row_idx, coalesce({self._keep_rule()}, false) AS keep
+            SELECT file_idx, row_idx, coalesce({self.keep_rule()}, false) AS keep
             FROM (
               SELECT *,
                 row_number() OVER w AS rn,
@@ -119,12 +127,12 @@ class Select(GlobalStage):
         keep = decided.column("keep").to_numpy(zero_copy_only=False)
         file_idx = decided.column("file_idx").to_numpy()
         bounds = np.searchsorted(file_idx, np.arange(len(data.files) + 1))
-        reason = f"not_selected: below the {self._budget()} by {self.params.by}"
+        reason = f"not_selected: below the {self.budget()} by {self.params.by}"
         for i, table in enumerate(data.tables()):
             mask = pa.array(keep[bounds[i] : bounds[i + 1]])
             kept, dropped = split_by_mask(table, mask)
             yield Output(kept, mark_rejected(dropped, reason))
 
-    def _budget(self) -> str:
+    def budget(self) -> str:
         key = next(k for k in BUDGETS if getattr(self.params, k) is not None)
         return f"top {key}={getattr(self.params, key)}"

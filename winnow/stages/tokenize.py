@@ -62,6 +62,7 @@ class Tokenize(MapStage):
     """Tokenize ``text`` into ``tokens`` and ``n_tokens``."""
 
     name = "tokenize"
+    materialize = True  # token ids are costly: a stage after it reuses them
     Params = TokenizeParams
 
     _tokenizer = None

@@ -1,263 +1,36 @@
-"""Exact and near-duplicate removal (global stages, local DuckDB/numpy/scipy backend).
+"""``minhash_dedup``: near-duplicate clusters by MinHash LSH, one document kept per cluster.
 
-Both stages run in three steps over the materialised input:
-
-1. **Scan** every input file in order, in slices of ``batch_rows``, and spill one
-   Parquet part per slice to the workdir: the row's position, id, keep-policy
-   column and the dedup keys (key hash, or MinHash band keys and signatures).
-2. **Decide** in DuckDB (memory-limited, spilling to the workdir): group rows,
-   rank each group by the keep policy and record, per position, whether the row is
-   kept, its group size and the kept row's id. Groups, centres and winners depend
-   on ids only, so results do not depend on sharding, worker count or input order.
-3. **Emit** one ``Output`` per input file, in input order, streaming the decisions
-   back in position order.
-
-The math (normalisation, shingles, signatures, band keys, star edges, keep order)
-lives in ``winnow.kernels`` and is shared with the Spark backend.
+The signature and shingle-set helpers here are shared with the Spark backend.
 """
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
-from winnow.errors import InputError
 from winnow.kernels import clusters
-from winnow.kernels.minhash import MinHasher, TextNorm, band_keys, lsh_params, normalize
+from winnow.kernels.minhash import MinHasher, TextNorm, band_keys, lsh_params
 from winnow.stages.base import GlobalStage, Materialized, Output, Params
-from winnow.table import ID, TEXT, mark_rejected, set_column
+from winnow.stages.dedup_engine import (
+    DedupParams,
+    check_unique_ids,
+    connect_duckdb,
+    emit,
+    fresh_dir,
+    no_rows,
+    require_columns,
+    scan,
+    split_decision,
+)
+from winnow.table import ID, TEXT
 
-KeepPolicy = clusters.KeepPolicy
-
-
-class _DedupParams(Params):
-    keep: KeepPolicy = "lowest_id"
-    keep_column: str | None = None  # the score (highest_score) or date (oldest) column
-    batch_rows: int = Field(8192, ge=1)  # rows per scan slice (and Parquet part)
-    memory_limit: str = "4GB"  # DuckDB's limit; it spills to the workdir beyond it
-
-    @model_validator(mode="after")
-    def _keep_needs_column(self):
-        if self.keep != "lowest_id" and not self.keep_column:
-            raise ValueError(f"keep: {self.keep} needs keep_column")
-        return self
-
-
-# --------------------------------------------------------------------- local engine
-
-
-def _require(data: Materialized, columns: list[str | None]) -> None:
-    missing = [c for c in columns if c and c not in data.schema.names]
-    if missing:
-        raise InputError(f"input has no column(s) {', '.join(missing)}")
-
-
-def _scan(data: Materialized, columns: list[str], rows: int) -> Iterator[tuple[int, pa.Table]]:
-    """``(position of the first row, slice)`` over all files, in order."""
-    pos = 0
-    for table in data.tables(columns):
-        for start in range(0, table.num_rows, rows):
-            part = table.slice(start, rows)
-            yield pos, part
-            pos += part.num_rows
-
-
-def _fresh(path: Path) -> Path:
-    shutil.rmtree(path, ignore_errors=True)
-    path.mkdir(parents=True)
-    return path
-
-
-def _connect(workdir: Path, memory_limit: str):
-    import duckdb
-
-    tmp = _fresh(workdir / "duckdb_tmp")
-    return duckdb.connect(
-        config={"temp_directory": str(tmp), "memory_limit": memory_limit},
-    )
-
-
-def _check_unique_ids(con, parts: str) -> None:
-    dupes = con.execute(
-        f"SELECT id FROM read_parquet('{parts}') GROUP BY id HAVING count(*) > 1 LIMIT 3"
-    ).fetchall()
-    if dupes:
-        shown = ", ".join(repr(d[0]) for d in dupes)
-        raise InputError(f"ids must be unique; repeated: {shown}")
-
-
-def _emit(
-    data: Materialized,
-    reader: pa.RecordBatchReader,
-    finish: Callable[[pa.Table, pa.Table], Output],
-) -> Iterator[Output]:
-    """Pair each input file with the next ``num_rows`` decision rows (position order)."""
-    pending: list[pa.RecordBatch] = []
-    buffered = 0
-    for table in data.tables():
-        while buffered < table.num_rows:
-            batch = reader.read_next_batch()
-            pending.append(batch)
-            buffered += batch.num_rows
-        rows = pa.Table.from_batches(pending, reader.schema).combine_chunks()
-        decision, rest = rows.slice(0, table.num_rows), rows.slice(table.num_rows)
-        pending, buffered = rest.to_batches(), rest.num_rows
-        yield finish(table, decision)
-
-
-def _split(
-    table: pa.Table, decision: pa.Table, prefix: str, added: list[str]
-) -> tuple[pa.Table, pa.Table]:
-    """Kept rows gain the ``added`` decision columns; the others a reason naming the
-    kept row."""
-    keep = decision["keep"]
-    kept = table.filter(keep)
-    for name in added:
-        kept = set_column(kept, name, decision[name].filter(keep).combine_chunks())
-    dropped = pc.invert(keep)
-    reasons = pc.binary_join_element_wise(prefix, decision["kept_id"].filter(dropped), "")
-    return kept, mark_rejected(table.filter(dropped), reasons.combine_chunks())
-
-
-# ---------------------------------------------------------------------- exact dedup
-
-
-class ExactDedup(GlobalStage):
-    """Drop rows whose key equals an earlier-ranked row's key.
-
-    The key is ``column`` (default ``text``) or a DuckDB SQL expression ``sql`` over
-    the row, normalised by ``normalize`` (``none``; ``lower_space``: lowercase,
-    whitespace runs to one space, trimmed; ``minhash``: the near-dedup
-    normalisation, also dropping punctuation, digits and diacritics). Null keys are
-    never duplicates. Keys are compared by hash: xxh3-128 by default, or xxh3-64
-    (half the spill size). With ``n`` distinct keys the chance of any false merge is
-    about ``n^2 / 2^(bits+1)``: ~3% at 10^9 keys with 64 bits, ~10^-21 with 128.
-
-    Per group of equal keys one row is kept: the lowest id (``keep: lowest_id``), the
-    highest ``keep_column`` (``highest_score``) or the smallest ``keep_column``
-    (``oldest``), nulls last, ties to the lowest id. It gains ``dup_count`` (group
-    size, int64); the others are rejected as ``exact_duplicate_of:<kept id>``.
-    """
-
-    name = "exact_dedup"
-
-    class Params(_DedupParams):
-        column: str = TEXT
-        sql: str | None = None  # a DuckDB expression over the row's columns; wins over column
-        normalize: Literal["none", "lower_space", "minhash"] = "none"
-        hash_bits: Literal[64, 128] = 128
-
-        @field_validator("sql")
-        @classmethod
-        def _parses(cls, expr: str | None) -> str | None:
-            from winnow.sql import check_expression
-
-            return None if expr is None else check_expression(expr)
-
-    def _keys(self, table: pa.Table) -> pa.Array:
-        p = self.params
-        if p.sql:
-            from winnow.sql import connect, evaluate
-
-            self._con = getattr(self, "_con", None) or connect()
-            key = evaluate(self._con, table, {"k": p.sql})["k"]
-        else:
-            key = table[p.column]
-        key = key.combine_chunks() if isinstance(key, pa.ChunkedArray) else key
-        if p.normalize != "none" or not pa.types.is_binary(key.type):
-            key = key.cast(pa.string())
-        if p.normalize == "lower_space":
-            key = pc.utf8_trim_whitespace(
-                pc.replace_substring_regex(pc.utf8_lower(key), r"\s+", " ")
-            )
-        elif p.normalize == "minhash":
-            key = pc.if_else(pc.is_null(key), key, normalize(key, TextNorm()))
-        return key
-
-    def _hashes(self, key: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        import xxhash
-
-        values = key.cast(pa.binary()).to_pylist()
-        n = len(values)
-        hi, lo, null = np.zeros(n, np.uint64), np.zeros(n, np.uint64), np.zeros(n, bool)
-        wide = self.params.hash_bits == 128
-        for i, v in enumerate(values):
-            if v is None:
-                null[i] = True
-            elif wide:
-                h = xxhash.xxh3_128_intdigest(v)
-                hi[i], lo[i] = h >> 64, h & 0xFFFFFFFFFFFFFFFF
-            else:
-                hi[i] = xxhash.xxh3_64_intdigest(v)
-        return hi, lo, null
-
-    def run(self, data: Materialized, workdir: Path) -> Iterator[Output]:
-        p = self.params
-        key_cols = list(data.schema.names) if p.sql else [p.column]
-        _require(data, [ID, *key_cols, p.keep_column])
-        parts = _fresh(Path(workdir) / "exact_keys")
-        columns = list(dict.fromkeys([ID, *key_cols, *([p.keep_column] if p.keep_column else [])]))
-        for i, (pos, table) in enumerate(_scan(data, columns, p.batch_rows)):
-            hi, lo, null = self._hashes(self._keys(table))
-            out = {
-                "pos": np.arange(pos, pos + table.num_rows, dtype=np.int64),
-                "id": table[ID],
-                "h1": pa.array(hi, mask=null),
-                "h2": lo,
-            }
-            if p.keep_column:
-                out["k"] = table[p.keep_column]
-            pq.write_table(pa.table(out), parts / f"part-{i:06d}.parquet")
-
-        if not any(parts.iterdir()):  # no rows at all
-            yield from (_no_rows(t, EXACT_COLUMNS) for t in data.tables())
-            return
-        con = _connect(Path(workdir), p.memory_limit)
-        glob = str(parts / "*.parquet")
-        _check_unique_ids(con, glob)
-        order = clusters.keep_order_sql(p.keep, "k" if p.keep_column else None)
-        con.execute(
-            f"""
-            CREATE TABLE decision AS
-            SELECT pos, id, count(*) OVER g AS dup_count,
-                   first_value(id) OVER (g ORDER BY {order}) AS kept_id
-            FROM read_parquet('{glob}')
-            WINDOW g AS (PARTITION BY h1, h2, CASE WHEN h1 IS NULL THEN pos END)
-            """
-        )
-        reader = con.sql(
-            "SELECT kept_id = id AS keep, dup_count, kept_id FROM decision ORDER BY pos"
-        ).to_arrow_reader(p.batch_rows)
-
-        def finish(table: pa.Table, decision: pa.Table) -> Output:
-            kept, rejected = _split(table, decision, "exact_duplicate_of:", ["dup_count"])
-            return Output(kept, rejected, stats={"exact_duplicates": rejected.num_rows})
-
-        yield from _emit(data, reader, finish)
-        con.close()
-
-
-EXACT_COLUMNS = {"dup_count": pa.int64()}
 NEAR_COLUMNS = {"cluster_id": pa.string(), "cluster_size": pa.int64()}
-
-
-def _no_rows(table: pa.Table, columns: dict[str, pa.DataType]) -> Output:
-    """The output for an empty input file: no rows, the usual columns."""
-    kept = table
-    for name, type_ in columns.items():
-        kept = set_column(kept, name, pa.array([], type_))
-    return Output(kept, mark_rejected(table, pa.array([], pa.string())))
-
-
-# ----------------------------------------------------------------------- near dedup
 
 
 def signature_bytes(sig: np.ndarray) -> pa.Array:
@@ -299,10 +72,15 @@ class Normalization(Params):
     """Text normalisation before shingling (each step switchable)."""
 
     lowercase: bool = True
+    """Lowercase the text."""
     digits: bool = True
+    """Replace every run of digits (with one decimal part) by ``0``."""
     punctuation: bool = True
+    """Turn Unicode punctuation, symbols and control characters into spaces."""
     diacritics: bool = True
+    """Drop diacritics (NFD, then remove combining marks)."""
     whitespace: bool = True
+    """Collapse whitespace runs to one space and trim."""
 
 
 class MinhashDedup(GlobalStage):
@@ -332,21 +110,36 @@ class MinhashDedup(GlobalStage):
     """
 
     name = "minhash_dedup"
+    spark_backend = "winnow.spark.backends.minhash_dedup:run"
 
-    class Params(_DedupParams):
+    class Params(DedupParams):
         column: str = TEXT
+        """The text column to shingle."""
         unit: Literal["word", "char"] = "word"
+        """Shingle unit: word n-grams or character n-grams."""
         ngram: int = Field(5, ge=1)
+        """Shingle length in units (FineWeb: 5 words)."""
         normalize: Normalization = Field(default_factory=Normalization)
+        """Text normalisation before shingling, each step switchable."""
         bands: int | None = Field(14, ge=1)
+        """LSH bands (FineWeb: 14); null with ``rows`` to derive both from ``threshold``."""
         rows: int | None = Field(8, ge=1)
+        """Signature values per band (FineWeb: 8); null with ``bands`` to derive both."""
         num_perm: int | None = Field(None, ge=1)
-        threshold: float = Field(0.8, gt=0.0, le=1.0)  # verification (and LSH) target
-        fp_weight: float = Field(0.5, ge=0.0)  # band search weights, as datasketch's
+        """Signature length; null: ``bands * rows``, or 128 when the bands are derived."""
+        threshold: float = Field(0.8, gt=0.0, le=1.0)
+        """Jaccard similarity target of verification (and of the derived LSH bands)."""
+        fp_weight: float = Field(0.5, ge=0.0)
+        """Weight of the false-positive area in the band search, as in datasketch."""
         fn_weight: float = Field(0.5, ge=0.0)
-        verify: Literal["none", "jaccard", "signature"] = "none"  # none: FineWeb's setting
-        scheme: Literal["affine32", "affine64", "mersenne"] = "affine32"  # permutations
-        hash: Literal["fast", "sha1"] = "fast"  # shingle hash; sha1 = datasketch default
+        """Weight of the false-negative area in the band search, as in datasketch."""
+        verify: Literal["none", "jaccard", "signature"] = "none"
+        """Candidate check against ``threshold``: none (FineWeb's setting), the exact
+        Jaccard of the shingle sets, or the share of equal signature values."""
+        scheme: Literal["affine32", "affine64", "mersenne"] = "affine32"
+        """MinHash permutation scheme (datasketch's; ``mersenne`` is its ``legacy``)."""
+        hash: Literal["fast", "sha1"] = "fast"
+        """Shingle hash function; ``sha1`` reproduces datasketch's default (slow)."""
 
         @model_validator(mode="after")
         def _check_bands(self):
@@ -380,12 +173,12 @@ class MinhashDedup(GlobalStage):
 
     def run(self, data: Materialized, workdir: Path) -> Iterator[Output]:
         p, workdir = self.params, Path(workdir)
-        _require(data, [ID, p.column, p.keep_column])
+        require_columns(data, [ID, p.column, p.keep_column])
         bands, rows, _ = p.lsh()
         hasher = self.hasher()
-        parts = _fresh(workdir / "minhash_sigs")
+        parts = fresh_dir(workdir / "minhash_sigs")
         columns = list(dict.fromkeys([ID, p.column, *([p.keep_column] if p.keep_column else [])]))
-        for i, (pos, table) in enumerate(_scan(data, columns, p.batch_rows)):
+        for i, (pos, table) in enumerate(scan(data, columns, p.batch_rows)):
             sig, count = hasher.signatures(table[p.column])
             keys, empty = band_keys(sig, bands, rows), count == 0
             out = {"pos": np.arange(pos, pos + table.num_rows, dtype=np.int64), "id": table[ID]}
@@ -396,12 +189,12 @@ class MinhashDedup(GlobalStage):
                 out["k"] = table[p.keep_column]
             pq.write_table(pa.table(out), parts / f"part-{i:06d}.parquet")
         if not any(parts.iterdir()):  # no rows at all
-            yield from (_no_rows(t, NEAR_COLUMNS) for t in data.tables())
+            yield from (no_rows(t, NEAR_COLUMNS) for t in data.tables())
             return
 
-        con = _connect(workdir, p.memory_limit)
+        con = connect_duckdb(workdir, p.memory_limit)
         glob = str(parts / "*.parquet")
-        _check_unique_ids(con, glob)
+        check_unique_ids(con, glob)
         keep_col = ", k" if p.keep_column else ""
         con.execute(
             f"""CREATE TABLE docs AS SELECT pos, id, row_number() OVER (ORDER BY id) - 1
@@ -464,12 +257,12 @@ class MinhashDedup(GlobalStage):
 
         def finish(table: pa.Table, decision: pa.Table) -> Output:
             added = ["cluster_id", "cluster_size"]
-            kept, rejected = _split(table, decision, "near_duplicate_of:", added)
+            kept, rejected = split_decision(table, decision, "near_duplicate_of:", added)
             out = Output(kept, rejected, stats={"near_duplicates": rejected.num_rows, **stats})
             stats.clear()  # corpus-wide figures go with the first chunk only
             return out
 
-        yield from _emit(data, reader, finish)
+        yield from emit(data, reader, finish)
         con.close()
 
     def _scorer(self, con, data, glob, nodes, hasher) -> Callable:
@@ -502,7 +295,7 @@ class MinhashDedup(GlobalStage):
         wanted = np.zeros(len(node_of), bool)
         wanted[nodes] = True
         got_nodes, got_values, got_counts = [], [], []
-        for pos, table in _scan(data, [self.params.column], self.params.batch_rows):
+        for pos, table in scan(data, [self.params.column], self.params.batch_rows):
             node = node_of[pos : pos + table.num_rows]
             take = np.flatnonzero(wanted[node])
             if not len(take):
