@@ -10,7 +10,8 @@ from trainer_fixtures import EOS, byte_tokens, decompose, real_docs, write_bucke
 
 from winnow.errors import InputError
 from winnow.trainer.curricula import CURRICULA, Schedule, get_curriculum
-from winnow.trainer.data import BucketDataset, Loader, held_out, rows_for
+from winnow.trainer.data import BucketDataset, held_out
+from winnow.trainer.loader import Loader, rows_for
 
 LENGTHS = (32, 64, 128, 256)
 

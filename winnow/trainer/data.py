@@ -1,4 +1,4 @@
-"""Length-bucket token shards and the batch loader.
+"""Length-bucket token shards: the trainer's dataset and its held-out split.
 
 A bucket directory ``B/`` (written by the decompose stage) holds ``len_<N>/shard_*.arrow``
 (each row one piece of one document, ``N`` tokens), ``concat/len_<L>/`` (the
@@ -35,7 +35,6 @@ import pyarrow.compute as pc
 import xxhash
 
 from winnow.errors import InputError
-from winnow.trainer.curricula import Schedule
 
 _LEN_DIR = re.compile(r"^len_(\d+)$")
 
@@ -389,77 +388,3 @@ def fingerprint(root: str | Path) -> str:
             while chunk := f.read(1 << 24):
                 h.update(chunk)
     return h.hexdigest()
-
-
-# --------------------------------------------------------------------------- loader
-
-
-def _epoch_perm(seed: int, length: int, epoch: int, n: int) -> np.ndarray:
-    return np.random.default_rng([seed, length, epoch, 0xB0C4E7]).permutation(n)
-
-
-def rows_for(seed: int, length: int, n: int, consumed: int, count: int) -> np.ndarray:
-    """Rows ``consumed .. consumed+count`` of the endless stream of per-epoch seeded
-    permutations of a bucket's ``n`` rows."""
-    j = consumed + np.arange(count, dtype=np.int64)
-    epoch, pos = j // n, j % n
-    out = np.empty(count, np.int64)
-    for e in np.unique(epoch):
-        sel = epoch == e
-        out[sel] = _epoch_perm(seed, length, int(e), n)[pos[sel]]
-    return out
-
-
-@dataclass
-class Batch:
-    step: int
-    length: int
-    tokens: np.ndarray  # (local batch, length)
-    global_batch: int
-
-
-class Loader:
-    """Batches for a schedule of buckets with constant tokens per step.
-
-    Each step's global batch is ``tokens_per_step // length`` rows; rank ``r`` of ``w``
-    keeps rows ``r::w``. State (``state_dict``) is the step and the rows consumed
-    per bucket, so a resumed run continues the exact same stream."""
-
-    def __init__(
-        self,
-        sources: dict,
-        schedule: Schedule,
-        tokens_per_step: int,
-        seed: int,
-        rank: int = 0,
-        world: int = 1,
-    ):
-        self.sources, self.schedule = sources, schedule
-        self.tokens_per_step, self.seed, self.rank, self.world = tokens_per_step, seed, rank, world
-        for n in sources:
-            if tokens_per_step % (n * world):
-                raise ValueError(
-                    f"tokens_per_step={tokens_per_step} is not a multiple of length {n} x "
-                    f"world size {world}"
-                )
-        self.step = 0
-        self.consumed = {n: 0 for n in sources}
-
-    def batch_size(self, length: int) -> int:
-        return self.tokens_per_step // length
-
-    def next(self) -> Batch:
-        n = self.schedule.bucket_at(self.step)
-        source, size = self.sources[n], self.batch_size(n)
-        rows = rows_for(self.seed, n, source.num_rows, self.consumed[n], size)
-        self.consumed[n] += size
-        batch = Batch(self.step, n, source.get(rows[self.rank :: self.world]), size)
-        self.step += 1
-        return batch
-
-    def state_dict(self) -> dict:
-        return {"step": self.step, "consumed": {str(n): c for n, c in self.consumed.items()}}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.step = int(state["step"])
-        self.consumed = {int(n): int(c) for n, c in state["consumed"].items()}

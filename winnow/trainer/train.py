@@ -13,6 +13,10 @@ A run directory holds ``manifest.json`` (config, data fingerprint, versions),
 ``results.json``. A rerun resumes from the checkpoint and reproduces the loss curve
 of an uninterrupted run. Under ``torchrun`` each rank takes its slice of every batch
 (DDP); the bucket schedule needs no communication.
+
+This file is the loop only (one concept, the ``Trainer``): the optimizer and schedule
+are in ``optim``, checkpoints in ``checkpoint``, the data in ``data``, ``loader`` and
+``curricula``, the evaluation in ``eval``.
 """
 
 from __future__ import annotations
@@ -32,8 +36,9 @@ from winnow.files import atomic_write
 from winnow.trainer.checkpoint import config_hash, load_checkpoint, save_checkpoint, trim_log
 from winnow.trainer.config import TrainConfig, add_config_args, cli_overrides, load_train_config
 from winnow.trainer.curricula import Schedule, get_curriculum
-from winnow.trainer.data import BucketDataset, Loader
+from winnow.trainer.data import BucketDataset
 from winnow.trainer.eval import evaluate, score_documents
+from winnow.trainer.loader import Loader
 from winnow.trainer.model import GPT, preset
 from winnow.trainer.optim import lr_at, make_optimizer
 from winnow.versions import git_revision, package_versions
