@@ -15,6 +15,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 demo: $(STAMP)
 	$(BIN)/winnow demo --out runs/demo
+	$(BIN)/winnow report runs/demo/run
 
 lint: $(STAMP)
 	$(BIN)/ruff check winnow tests benchmarks
