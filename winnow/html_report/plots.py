@@ -61,7 +61,10 @@ def histogram_grid(hists: list[Histogram], cols: int = 4) -> str:
 
 
 def bar_chart(labels: list[str], values: list[int], title: str, horizontal: bool = True) -> str:
-    fig = _figure(7, max(1.6, 0.28 * len(labels) + 0.8) if horizontal else 3)
+    if horizontal:
+        fig = _figure(7, max(1.6, 0.28 * len(labels) + 0.8))
+    else:
+        fig = _figure(min(7, 1.5 + 0.4 * len(labels)), 2.4)
     ax = fig.add_subplot()
     if horizontal:
         ax.barh(range(len(values)), values, color=REJECTED)
