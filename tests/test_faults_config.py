@@ -71,13 +71,7 @@ CASES = {
 }  # fmt: skip
 
 
-PENDING = {"duplicate_stage_id", "cycle", "missing_after"}  # config.py / plan.py, next commit
-
-
-@pytest.mark.parametrize(
-    "name",
-    [pytest.param(n, marks=pytest.mark.xfail(strict=True)) if n in PENDING else n for n in CASES],
-)
+@pytest.mark.parametrize("name", list(CASES))
 def test_bad_pipeline(name, tmp_path, monkeypatch, capsys):
     text, command, expected = CASES[name]
     monkeypatch.chdir(tmp_path)

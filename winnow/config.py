@@ -15,6 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from winnow.errors import ConfigError
 
+INPUT = "<input>"  # the parent of a stage that reads the pipeline's input
+
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -79,7 +81,8 @@ class PipelineSpec(Strict):
     runner: RunnerSpec = Field(default_factory=RunnerSpec)
 
     @model_validator(mode="after")
-    def _unique_ids(self) -> PipelineSpec:
+    def _check_dag(self) -> PipelineSpec:
+        """Stage ids unique, ``after`` naming known stages, no cycle."""
         seen: set[str] = set()
         for i, stage in enumerate(self.stages):
             if stage.id == "read":
@@ -87,7 +90,47 @@ class PipelineSpec(Strict):
             if stage.id in seen:
                 raise ValueError(f"stages[{i}].id: duplicate stage id {stage.id!r}")
             seen.add(stage.id)
+        topological_order([s.id for s in self.stages], stage_parents(self.stages))
         return self
+
+
+def stage_parents(stages: list[StageSpec]) -> dict[str, list[str]]:
+    """Each stage's parents after applying the default (previous stage / input);
+    a ``ValueError`` names the YAML path of a bad ``after``."""
+    ids = [s.id for s in stages]
+    parents: dict[str, list[str]] = {}
+    for i, stage in enumerate(stages):
+        if stage.after is None:
+            parents[stage.id] = [ids[i - 1]] if i else [INPUT]
+            continue
+        if not stage.after:
+            raise ValueError(f"stages[{i}].after: must name at least one stage id")
+        for j, ref in enumerate(stage.after):
+            if ref not in ids:
+                raise ValueError(
+                    f"stages[{i}].after[{j}]: unknown stage id {ref!r}; known ids: {', '.join(ids)}"
+                )
+            if ref == stage.id:
+                raise ValueError(f"stages[{i}].after[{j}]: stage {ref!r} cannot follow itself")
+        parents[stage.id] = list(dict.fromkeys(stage.after))
+    return parents
+
+
+def topological_order(ids: list[str], parents: dict[str, list[str]]) -> list[str]:
+    """Kahn's algorithm; among ready stages the earliest in YAML order goes first (a
+    ``ValueError`` on a cycle)."""
+    pending = {i: {p for p in parents[i] if p != INPUT} for i in ids}
+    order: list[str] = []
+    while pending:
+        ready = [i for i in ids if i in pending and not pending[i]]
+        if not ready:
+            cycle = " -> ".join(sorted(pending))
+            raise ValueError(f"stages: the 'after' references form a cycle among: {cycle}")
+        order.append(ready[0])
+        del pending[ready[0]]
+        for deps in pending.values():
+            deps.discard(ready[0])
+    return order
 
 
 def _yaml_path(loc: tuple) -> str:
@@ -105,6 +148,9 @@ def format_validation_error(exc: ValidationError, prefix: str = "") -> str:
         if prefix:
             path = f"{prefix}.{path}" if path else prefix
         msg = err["msg"]
+        if err["type"] == "value_error" and not err["loc"]:
+            lines.append(str(err["ctx"]["error"]))  # a whole-pipeline check: its own path
+            continue
         if err["type"] == "extra_forbidden":
             msg = "unknown key"
         elif err["type"] == "literal_error":

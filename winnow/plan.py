@@ -21,11 +21,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from winnow.config import PipelineSpec
-from winnow.errors import ConfigError
+from winnow.config import INPUT, PipelineSpec, stage_parents, topological_order
 from winnow.pipeline import StageRecipe, bind
-
-INPUT = "<input>"
 
 
 @dataclass
@@ -58,43 +55,6 @@ class Plan:
         return next(p for p in self.passes if p.id == pass_id)
 
 
-def stage_parents(spec: PipelineSpec) -> dict[str, list[str]]:
-    """Each stage's parents after applying the default (previous stage / input)."""
-    ids = [s.id for s in spec.stages]
-    parents: dict[str, list[str]] = {}
-    for i, stage in enumerate(spec.stages):
-        if stage.after is None:
-            parents[stage.id] = [ids[i - 1]] if i else [INPUT]
-            continue
-        if not stage.after:
-            raise ConfigError(f"stages[{i}].after: must name at least one stage id")
-        for j, ref in enumerate(stage.after):
-            if ref not in ids:
-                raise ConfigError(
-                    f"stages[{i}].after[{j}]: unknown stage id {ref!r}; known ids: {', '.join(ids)}"
-                )
-            if ref == stage.id:
-                raise ConfigError(f"stages[{i}].after[{j}]: stage {ref!r} cannot follow itself")
-        parents[stage.id] = list(dict.fromkeys(stage.after))
-    return parents
-
-
-def topological_order(ids: list[str], parents: dict[str, list[str]]) -> list[str]:
-    """Kahn's algorithm; among ready stages the earliest in YAML order goes first."""
-    pending = {i: {p for p in parents[i] if p != INPUT} for i in ids}
-    order: list[str] = []
-    while pending:
-        ready = [i for i in ids if i in pending and not pending[i]]
-        if not ready:
-            cycle = " -> ".join(sorted(pending))
-            raise ConfigError(f"stages: the 'after' references form a cycle among: {cycle}")
-        order.append(ready[0])
-        del pending[ready[0]]
-        for deps in pending.values():
-            deps.discard(ready[0])
-    return order
-
-
 def make_plan(spec: PipelineSpec) -> tuple[Plan, dict[str, StageRecipe]]:
     """Bind the stages and plan their passes."""
     recipes = bind(spec)
@@ -105,7 +65,7 @@ def build_plan(spec: PipelineSpec, recipes: dict[str, StageRecipe]) -> Plan:
     """Fuse map chains and order passes, from each stage's kind and ``materialize``."""
     kinds = {sid: r.kind for sid, r in recipes.items()}
     ids = [s.id for s in spec.stages]
-    parents = stage_parents(spec)
+    parents = stage_parents(spec.stages)
     order = topological_order(ids, parents)
     children: dict[str, list[str]] = {i: [] for i in ids}
     for sid in order:

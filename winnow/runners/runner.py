@@ -33,14 +33,14 @@ from typing import Protocol
 
 import pyarrow as pa
 
-from winnow.config import PipelineSpec
+from winnow.config import INPUT, PipelineSpec, stage_parents
 from winnow.errors import LedgerError, WinnowError
 from winnow.files import read_json, reset_dir, tree_digest, write_json_atomic
 from winnow.io.chunks import Chunk
 from winnow.io.discovery import plan_chunks
 from winnow.io.writers import ShardWriter, ipc_rows, read_table, write_table
 from winnow.ledger import Ledger, StageCount
-from winnow.plan import INPUT, Pass, make_plan, stage_parents
+from winnow.plan import Pass, make_plan
 from winnow.runners.layout import (
     READ_STAGE,
     marker_path,
@@ -76,7 +76,7 @@ def digest(obj) -> str:
 def ledger_parents(spec: PipelineSpec) -> dict[str, list[str]]:
     """Stage -> parent stages, with the pseudo-stage ``read`` at the root."""
     parents = {READ_STAGE: []}
-    for sid, ps in stage_parents(spec).items():
+    for sid, ps in stage_parents(spec.stages).items():
         parents[sid] = [READ_STAGE if p == INPUT else p for p in ps]
     return parents
 
