@@ -46,11 +46,17 @@ class C4LineParams(ScorerParams):
     """The line-level rules; ``null`` disables a numeric rule."""
 
     remove_citations: bool = True
+    """Remove wiki citation marks (``[1]``, ``[edit]``, ``[citation needed]``) first."""
     filter_no_terminal_punct: bool = True
+    """Drop lines that do not end in terminal punctuation, or end in an ellipsis."""
     min_words_per_line: int | None = 3
+    """Drop lines with fewer words than this (C4: 3)."""
     max_word_length: int | None = 1000
+    """Drop lines with a word longer than this many characters (C4: 1000)."""
     filter_javascript: bool = True
+    """Drop lines that mention "javascript"."""
     filter_policy: bool = True
+    """Drop lines with a cookie, privacy-policy or terms-of-use phrase."""
 
 
 @dataclass
@@ -172,8 +178,11 @@ class C4Quality(Scorer):
 
     class Params(C4LineParams):
         min_num_sentences: int | None = 5
+        """Fail documents with fewer sentences in their surviving lines (C4: 5)."""
         filter_lorem_ipsum: bool = True
+        """Fail documents with "lorem ipsum" in a line that reached that check."""
         filter_curly_bracket: bool = True
+        """Fail documents with a curly bracket in a line that reached that check."""
 
     def score(self, batch: TextBatch) -> dict[str, pa.Array]:
         p = self.params

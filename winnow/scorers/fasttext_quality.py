@@ -21,10 +21,13 @@ from winnow.scorers.text import TextBatch
 
 class FastTextParams(ScorerParams):
     model: str
+    """The fastText model: a local path or a hub id ``OWNER/REPO[/FILE]``."""
     label: str = "__label__hq"
     """Label whose probability is reported (``hq`` and ``__label__hq`` both work)."""
     column: str = "fasttext_score"
+    """The output column of probabilities (float64)."""
     newline: str = " "
+    """What newlines become before prediction (DCLM: a space; datatrove: "")."""
 
 
 class FastTextScorer(Scorer):

@@ -23,14 +23,20 @@ class FineWebQuality(Scorer):
 
     class Params(ScorerParams):
         line_punct_thr: float | None = 0.12
-        #: Do not fail documents where *no* line ends in punctuation.
+        """Fail documents where fewer than this share of lines end in punctuation."""
         line_punct_exclude_zero: bool = False
-        #: Characters that end a "punctuated" line; default: sentence terminals.
+        """Do not fail documents where *no* line ends in punctuation."""
         stop_chars: str | None = None
+        """Characters that end a "punctuated" line; default: sentence terminals."""
         short_line_thr: float | None = 0.67
+        """Fail documents where more than this share of lines are short."""
         short_line_length: int = 30
+        """A line of at most this many characters is short."""
         char_duplicates_ratio: float | None = 0.01
+        """Fail documents where more than this share of characters are in lines that
+        repeat an earlier line (datatrove's code: 0.01; the FineWeb write-up: 0.1)."""
         new_line_ratio: float | None = 0.3
+        """Fail list-like documents: more than this many newlines per word."""
 
     def score(self, batch: TextBatch) -> dict[str, pa.Array]:
         p = self.params

@@ -37,16 +37,27 @@ class GopherQuality(Scorer):
 
     class Params(ScorerParams):
         min_doc_words: int | None = 50
+        """Fail documents with fewer words (Gopher: 50)."""
         max_doc_words: int | None = 100_000
+        """Fail documents with more words (Gopher: 100,000)."""
         min_avg_word_length: float | None = 3
+        """Fail documents whose mean word length is below this (Gopher: 3 characters)."""
         max_avg_word_length: float | None = 10
+        """Fail documents whose mean word length is above this (Gopher: 10 characters)."""
         max_symbol_word_ratio: float | None = 0.1
+        """Fail documents with more ``#``, or more ellipses, per token than this
+        (Gopher: 0.1)."""
         max_bullet_lines_ratio: float | None = 0.9
+        """Fail documents where more than this share of lines start with a bullet."""
         max_ellipsis_lines_ratio: float | None = 0.3
-        #: datatrove calls this ``max_non_alpha_words_ratio``; it is a minimum.
+        """Fail documents where more than this share of lines end in an ellipsis."""
         min_alpha_words_ratio: float | None = 0.8
+        """Fail documents where fewer than this share of tokens contain a letter
+        (datatrove calls it ``max_non_alpha_words_ratio``; it is a minimum)."""
         min_stop_words: int | None = 2
+        """Fail documents with fewer distinct ``stop_words`` than this (Gopher: 2)."""
         stop_words: list[str] = Field(default_factory=lambda: list(STOP_WORDS))
+        """The stop words counted by ``min_stop_words`` (case-sensitive)."""
 
     def score(self, batch: TextBatch) -> dict[str, pa.Array]:
         p = self.params
@@ -124,10 +135,17 @@ class GopherRepetition(Scorer):
 
     class Params(ScorerParams):
         dup_line_frac: float | None = 0.3
+        """Fail documents where more than this share of lines repeat an earlier line."""
         dup_para_frac: float | None = 0.3
+        """Fail documents where more than this share of paragraphs repeat an earlier one."""
         dup_line_char_frac: float | None = 0.2
+        """Fail documents where more than this share of characters are in repeated lines."""
         dup_para_char_frac: float | None = 0.2
+        """Fail documents where more than this share of characters are in repeated
+        paragraphs."""
         top_n_grams: list[tuple[int, float]] = [(2, 0.2), (3, 0.18), (4, 0.16)]
+        """``[n, max_fraction]`` pairs: fail when the most frequent word n-gram covers
+        more than this share of the characters (Gopher's values)."""
         dup_n_grams: list[tuple[int, float]] = [
             (5, 0.15),
             (6, 0.14),
@@ -136,6 +154,8 @@ class GopherRepetition(Scorer):
             (9, 0.11),
             (10, 0.10),
         ]
+        """``[n, max_fraction]`` pairs: fail when duplicated word n-grams cover more than
+        this share of the characters (Gopher's values)."""
 
     def score(self, batch: TextBatch) -> dict[str, pa.Array]:
         p = self.params

@@ -29,6 +29,8 @@ class LangIdParams(ScorerParams):
     languages: list[str] | None = None
     """Restrict py3langid to these languages (better accuracy when the set is known)."""
     max_chars: int | None = Field(default=10_000, gt=0)
+    """Read only the first this-many characters (bounds the time per document); null:
+    the whole text."""
 
 
 class LangId(Scorer):

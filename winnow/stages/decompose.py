@@ -109,6 +109,7 @@ class Decompose(GlobalStage):
 
     def side_outputs(self) -> list[Path]:
         return [Path(self.run_dir) / self.params.dir] if self.run_dir is not None else []
+
     Params = DecomposeParams
 
     def run(self, data: Materialized, workdir: Path) -> Iterator[Output]:
@@ -412,5 +413,3 @@ def token_view(tokens: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     if values.dtype.kind == "i" and len(used) and used.min() < 0:
         raise InputError("decompose: negative token ids")
     return offsets, values
-
-

@@ -18,16 +18,21 @@ _EXOTIC_SPACE = r"[\x{00a0}\x{1680}\x{2000}-\x{200a}\x{202f}\x{205f}\x{3000}]"
 
 class NormalizeParams(Params):
     form: Literal["NFC", "NFKC", "none"] = "NFC"
+    """Unicode normal form applied to the text (``none``: leave it)."""
     fix_text: bool = False
     """Repair mojibake with ftfy (slow: about 1 ms per KB); off by default."""
     strip_control: bool = True
+    """Remove C0/C1 control characters (except tab and newline), zero-width
+    characters and BOMs."""
     spaces: bool = True
     """Map exotic spaces (NBSP, thin space, ideographic space) to ' ', drop trailing
     spaces per line, and turn CRLF/CR into LF."""
     collapse_spaces: bool = False
     """Also collapse runs of spaces inside lines (off: it would flatten code indentation)."""
     max_blank_lines: int | None = 1
+    """At most this many blank lines in a row (longer runs are shortened); null: keep all."""
     strip: bool = True
+    """Trim leading and trailing whitespace of the whole text."""
 
 
 class Normalize(MapStage):

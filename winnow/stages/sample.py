@@ -12,6 +12,7 @@ from winnow.table import ID, mark_rejected, split_by_mask
 
 class SampleParams(Params):
     fraction: float = Field(gt=0, le=1)
+    """Expected share of rows kept (each row independently)."""
     by: str = ID
     """Column whose value decides membership (rows with equal values go together)."""
 
