@@ -549,16 +549,28 @@ def compiled_signatures(hashes: np.ndarray, offsets: np.ndarray, perms: Permutat
     return out
 
 
+@lru_cache(maxsize=32)
+def _byte_classes(norm: TextNorm) -> tuple[np.ndarray, np.ndarray]:
+    """``ascii_words``' byte classes and values (lowercased byte + 1) for ``norm``."""
+    classes = np.full(256, minhash_jit.WORD, np.uint8)
+    classes[_ASCII_PUNCT if norm.punctuation else []] = minhash_jit.SEP
+    classes[_ASCII_SPACE] = minhash_jit.SEP  # \x1c-\x1f separate words inside a token
+    classes[[9, 10, 11, 12, 13, 32]] = minhash_jit.SPACE
+    if norm.digits:
+        classes[48:58] = minhash_jit.DIGIT
+    classes[128:] = minhash_jit.OTHER
+    values = (_LOWER if norm.lowercase else np.arange(256, dtype=np.uint8)) + np.uint64(1)
+    return classes, values
+
+
 def compiled_word_hashes(
     texts: pa.Array, norm: TextNorm = TextNorm()
 ) -> tuple[np.ndarray, np.ndarray]:
     """``word_hashes`` with ASCII tokens done by the compiled byte pass (bit-identical)."""
     data, offsets = _utf8(_as_string_array(texts))
-    sep = _ASCII_SPACE | _ASCII_PUNCT if norm.punctuation else _ASCII_SPACE
-    lower = _LOWER if norm.lowercase else np.arange(256, dtype=np.uint8)
     salt, len_mult = np.uint64(_WORD_SALT), np.uint64(_LEN_MULT)
     items, refs, doc_items, starts, ends = minhash_jit.ascii_words(
-        data, offsets, sep, lower, norm.digits, _weights(64), salt, len_mult
+        data, offsets, *_byte_classes(norm), _weights(256), salt, len_mult
     )
     if not len(starts):
         return items, doc_items

@@ -69,13 +69,20 @@ def _weight(weights, j, salt):
     return weights[j] if j < len(weights) else _fmix64(_U(j) + salt)
 
 
+WORD, SEP, SPACE, DIGIT, OTHER = 0, 1, 2, 3, 4
+"""Byte classes of ``ascii_words``: part of a word, separator inside a token, ASCII
+whitespace (ends a token), digit (under the digit rule), non-ASCII byte."""
+
+
 @_jit
-def ascii_words(data, offsets, sep, lower, digits, weights, salt, len_mult):
+def ascii_words(data, offsets, classes, values, weights, salt, len_mult):
     """Words of every document as ``(items, refs, doc_items, tok_starts, tok_ends)``.
 
+    ``classes`` gives each byte's class, ``values`` its lowercased value + 1.
     ``items[i]`` is a word hash where ``refs[i] < 0``, else a placeholder for the
     non-ASCII token ``refs[i]`` (bytes ``tok_starts[k]:tok_ends[k]``); documents own
-    ``items[doc_items[d]:doc_items[d + 1]]``.
+    ``items[doc_items[d]:doc_items[d + 1]]``. One pass: a token's words are dropped
+    again when a non-ASCII byte turns up in it.
     """
     n_docs = len(offsets) - 1
     n = len(data)
@@ -88,54 +95,47 @@ def ascii_words(data, offsets, sep, lower, digits, weights, salt, len_mult):
     n_special = 0
     for d in range(n_docs):
         i, end = offsets[d], offsets[d + 1]
+        tok_start, tok_k = i, k
+        h, length = _U(0), 0
         while i < end:
             c = data[i]
-            if c == 32 or (c >= 9 and c <= 13):
+            t = classes[c]
+            if t == WORD:
+                h += values[c] * _weight(weights, length, salt)
+                length += 1
                 i += 1
                 continue
-            j = i  # a token: up to the next ASCII whitespace byte
-            special = False
-            while j < end:
-                c = data[j]
-                if c == 32 or (c >= 9 and c <= 13):
-                    break
-                if c >= 128:
-                    special = True
-                j += 1
-            if special:
-                tok_starts[n_special], tok_ends[n_special] = i, j
-                items[k], refs[k] = _U(0), n_special
-                n_special += 1
-                k += 1
-                i = j
-                continue
-            h, length = _U(0), 0
-            while i < j:
-                c = data[i]
-                if digits and c >= 48 and c <= 57:
-                    i += 1  # \d+(?:[.,]\d+)? becomes one "0"
-                    while i < j and data[i] >= 48 and data[i] <= 57:
-                        i += 1
-                    if i + 1 < j and (data[i] == 46 or data[i] == 44):
-                        if data[i + 1] >= 48 and data[i + 1] <= 57:
+            if t == DIGIT:  # \d+(?:[.,]\d+)? becomes one "0"
+                i += 1
+                while i < end and classes[data[i]] == DIGIT:
+                    i += 1
+                if i + 1 < end and (data[i] == 46 or data[i] == 44):
+                    if classes[data[i + 1]] == DIGIT:
+                        i += 2
+                        while i < end and classes[data[i]] == DIGIT:
                             i += 1
-                            while i < j and data[i] >= 48 and data[i] <= 57:
-                                i += 1
-                    h += _U(49) * _weight(weights, length, salt)
-                    length += 1
-                    continue
-                if sep[c]:
-                    if length:
-                        items[k], refs[k] = _fmix64(h + _U(length) * len_mult), -1
-                        k += 1
-                        h, length = _U(0), 0
-                else:
-                    h += _U(lower[c] + 1) * _weight(weights, length, salt)
-                    length += 1
-                i += 1
+                h += _U(49) * _weight(weights, length, salt)
+                length += 1
+                continue
             if length:
                 items[k], refs[k] = _fmix64(h + _U(length) * len_mult), -1
                 k += 1
+                h, length = _U(0), 0
+            if t == OTHER:  # back to the token's start: the Arrow path takes it whole
+                k = tok_k
+                while i < end and classes[data[i]] != SPACE:
+                    i += 1
+                tok_starts[n_special], tok_ends[n_special] = tok_start, i
+                items[k], refs[k] = _U(0), n_special
+                n_special += 1
+                k += 1
+                continue
+            i += 1
+            if t == SPACE:
+                tok_start, tok_k = i, k
+        if length:
+            items[k], refs[k] = _fmix64(h + _U(length) * len_mult), -1
+            k += 1
         doc_items[d + 1] = k
     return items[:k], refs[:k], doc_items, tok_starts[:n_special], tok_ends[:n_special]
 
@@ -165,46 +165,78 @@ def splice(items, refs, doc_items, token_index, sub_hash, sub_start, sub_count):
 
 
 @_jit
-def _update(x, a, b, mins, scheme):
-    """Fold one shingle hash ``x`` into ``mins`` under ``scheme``."""
+def _prepare(x, scheme):
+    """The scheme's input transform of a 64-bit shingle hash."""
     if scheme == 0:
-        hv = np.uint32(_fmix32(x & _LOW32))
-        for p in range(len(a)):
-            mins[p] = min(mins[p], np.uint32(a[p] * hv + b[p]))
+        return _fmix32(x & _LOW32)
+    if scheme == 1:
+        return _fmix64(x)
+    return x & _LOW32
+
+
+@_jit
+def _fold(hv, count, a, b, mins, scheme):
+    """Fold ``count`` transformed hashes into ``mins``, four shingles per pass over the
+    permutations so each permutation's ``a``, ``b`` and minimum are loaded once per four."""
+    s = 0
+    if scheme == 0:
+        h32 = hv[:count].astype(np.uint32)
+        while s + 4 <= count:
+            h0, h1, h2, h3 = h32[s], h32[s + 1], h32[s + 2], h32[s + 3]
+            for p in range(len(a)):
+                ap, bp = a[p], b[p]
+                v = min(np.uint32(ap * h0 + bp), np.uint32(ap * h1 + bp))
+                v = min(v, np.uint32(ap * h2 + bp), np.uint32(ap * h3 + bp))
+                mins[p] = min(mins[p], v)
+            s += 4
+        for t in range(s, count):
+            for p in range(len(a)):
+                mins[p] = min(mins[p], np.uint32(a[p] * h32[t] + b[p]))
     elif scheme == 1:
-        hv = _fmix64(x)
-        for p in range(len(a)):
-            mins[p] = min(mins[p], a[p] * hv + b[p])
+        for t in range(count):
+            h = hv[t]
+            for p in range(len(a)):
+                mins[p] = min(mins[p], a[p] * h + b[p])
     else:
-        hv = x & _LOW32
-        for p in range(len(a)):
-            mins[p] = min(mins[p], ((a[p] * hv + b[p]) % _P61) & _LOW32)
+        for t in range(count):
+            h = hv[t]
+            for p in range(len(a)):
+                mins[p] = min(mins[p], ((a[p] * h + b[p]) % _P61) & _LOW32)
 
 
 @_jit
 def shingle_signatures(words, offsets, n, a, b, scheme, out):
     """Signatures of word n-gram shingles into ``out`` (docs, num_perm), pre-filled
     with the maximum; a document with fewer than ``n`` words has one shingle."""
+    longest = 1
+    for d in range(len(offsets) - 1):
+        longest = max(longest, offsets[d + 1] - offsets[d])
+    hv = np.empty(longest, np.uint64)
     for d in range(len(offsets) - 1):
         lo, hi = offsets[d], offsets[d + 1]
         if hi == lo:
             continue
-        mins = out[d]
         last = max(hi - n + 1, lo + 1)
         for s in range(lo, last):
             h = words[s]
             for t in range(s + 1, min(s + n, hi)):
                 h = h * _POLY + words[t]
-            _update(_fmix64(h), a, b, mins, scheme)
+            hv[s - lo] = _prepare(_fmix64(h), scheme)
+        _fold(hv, last - lo, a, b, out[d], scheme)
 
 
 @_jit
 def hash_signatures(hashes, offsets, a, b, scheme, out):
     """Signatures from given 64-bit shingle hashes into ``out`` (docs, num_perm)."""
+    longest = 1
     for d in range(len(offsets) - 1):
-        mins = out[d]
-        for s in range(offsets[d], offsets[d + 1]):
-            _update(hashes[s], a, b, mins, scheme)
+        longest = max(longest, offsets[d + 1] - offsets[d])
+    hv = np.empty(longest, np.uint64)
+    for d in range(len(offsets) - 1):
+        lo, hi = offsets[d], offsets[d + 1]
+        for s in range(lo, hi):
+            hv[s - lo] = _prepare(hashes[s], scheme)
+        _fold(hv, hi - lo, a, b, out[d], scheme)
 
 
 @_jit
