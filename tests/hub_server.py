@@ -146,7 +146,7 @@ class HubServer:
         return blob.data if blob.lfs is None else (self.lfs_dir / blob.lfs).read_bytes()
 
     # ---- state changes ------------------------------------------------------------
-    def _repo(self, repo_id: str, req_private: bool = False, authed: bool = True) -> Repo:
+    def _repo(self, repo_id: str, authed: bool = True) -> Repo:
         repo = self.repos.get(repo_id)
         if repo is None or (repo.private and not authed):
             raise HubError(404, f"Repository Not Found for url: {repo_id}", "RepoNotFound")

@@ -82,6 +82,8 @@ def _bucket_configs(run_dir: Path, buckets: dict, bucket_dir: Path, concat: bool
     for length, info in sorted(buckets["buckets"].items(), key=lambda kv: int(kv[0])):
         n = int(length)
         files = tuple(bucket_dir / s for s in info["shards"])
+        if not files:  # an empty bucket is no config (datasets cannot load zero files)
+            continue
         configs.append(
             ConfigPlan(f"len_{n}", f"tokens/len_{n}", "tokens", files, info["sequences"], n)
         )

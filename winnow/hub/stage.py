@@ -123,7 +123,9 @@ class _ShardCutter:
             self._open()
         table = pa.Table.from_batches([b for b, _ in self._pending], self.schema)
         entry = self.files[-1]
-        entry["sources"] += [s for _, s in self._pending if s not in entry["sources"]]
+        for _, source in self._pending:
+            if source not in entry["sources"]:
+                entry["sources"].append(source)
         self._pending, self._pending_bytes = [], 0
         self._writer.write_table(table, row_group_size=max(1, table.num_rows))
         entry["rows"] += table.num_rows
