@@ -41,6 +41,7 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--quality-docs", type=int, default=600, help="docs for brute-force quality")
     ap.add_argument("--skip", nargs="*", default=[], help="parts to skip: sig e2e quality")
     ap.add_argument("--e2e-run", help=argparse.SUPPRESS)  # internal: run the stage on a dir
+    ap.add_argument("--engine", default="numba", help=argparse.SUPPRESS)  # internal
     return ap.parse_args()
 
 
@@ -98,11 +99,10 @@ def write_corpus(path: Path, n: int, pool, doc_bytes, dup_share, rows_per_file=5
 # -------------------------------------------------------------------- signatures
 
 
-def datasketch_signatures(texts: list[str]) -> list[np.ndarray]:
+def python_words():
+    """A fast Python twin of winnow's word normaliser (``str.translate``), for the peers."""
     import re
     import unicodedata
-
-    from datasketch import MinHash
 
     table = {
         c: " "
@@ -110,7 +110,6 @@ def datasketch_signatures(texts: list[str]) -> list[np.ndarray]:
         if unicodedata.category(chr(c))[0] in "PS" or unicodedata.category(chr(c)) == "Cc"
     }
     digits = re.compile(r"\d+(?:[.,،٫⎖⎗⎘]\d+)?")
-    perms = MinHash(num_perm=112, seed=1).permutations
 
     def words(text: str) -> list[str]:
         text = digits.sub("0", text.lower()).translate(table)
@@ -119,13 +118,30 @@ def datasketch_signatures(texts: list[str]) -> list[np.ndarray]:
             text = "".join(c for c in nfd if unicodedata.category(c) != "Mn")
         return text.split()
 
+    return words
+
+
+def shingle_lists(texts: list[str]) -> list[list[bytes]]:
+    words = python_words()
+    out = []
+    for text in texts:
+        w = words(text)
+        out.append(
+            [" ".join(w[i : i + 5]).encode() for i in range(max(1, len(w) - 4))] if w else []
+        )
+    return out
+
+
+def datasketch_signatures(texts: list[str]):
+    from datasketch import MinHash
+
+    perms = MinHash(num_perm=112, seed=1).permutations
+
     def run():
         out = []
-        for text in texts:
-            w = words(text)
-            shingles = [" ".join(w[i : i + 5]) for i in range(max(1, len(w) - 4))] if w else []
+        for shingles in shingle_lists(texts):
             m = MinHash(num_perm=112, seed=1, permutations=perms, scheme="affine32")
-            m.update_batch([s.encode() for s in shingles])
+            m.update_batch(shingles)
             out.append(m.hashvalues)
         return out
 
@@ -133,37 +149,42 @@ def datasketch_signatures(texts: list[str]) -> list[np.ndarray]:
 
 
 def bench_signatures(args, pool) -> dict:
+    """Docs per CPU-second for each implementation, text -> signatures and the
+    signature step alone (given the same 64-bit shingle hashes)."""
     import tempfile
 
+    import rensa
     from datatrove.pipeline.dedup.minhash import MinhashConfig, MinhashDedupSignature
 
-    from winnow.kernels.minhash import MinHasher
+    from winnow.kernels.minhash import MinHasher, compiled_signatures, signatures
 
     rows = corpus(args.sig_docs, pool, args.doc_bytes, 0.0, seed=99)
     texts = [r["text"] for r in rows]
     arrow = pa.array(texts)
-    hasher = MinHasher(num_perm=112, seed=1)
-    hasher.signatures(arrow.slice(0, 100))  # warm caches
+    compiled, reference = (MinHasher(num_perm=112, seed=1, engine=e) for e in ("numba", "numpy"))
+    compiled.signatures(arrow.slice(0, 100))  # compile / warm caches
+    reference.signatures(arrow.slice(0, 100))
 
-    def cpu(fn, *a):
-        start = time.process_time()
-        fn(*a)
-        return time.process_time() - start
+    def cpu(fn, rounds=3):
+        best = float("inf")
+        for _ in range(rounds):
+            start = time.process_time()
+            fn()
+            best = min(best, time.process_time() - start)
+        return best
 
-    def winnow_run():
-        for s in range(0, len(arrow), 8192):
-            hasher.signatures(arrow.slice(s, 8192))
+    def batches(hasher):
+        return lambda: [hasher.signatures(arrow.slice(s, 8192)) for s in range(0, len(arrow), 8192)]
 
-    ds_run = datasketch_signatures(texts)
-    t_w = min(cpu(winnow_run) for _ in range(3))
-    start = time.process_time()
-    ds_sigs = ds_run()
-    t_ds = time.process_time() - start
-    # Same shingles: datasketch equals winnow's sha1 mode bit for bit.
-    same, _ = MinHasher(num_perm=112, seed=1, hash="sha1").signatures(arrow.slice(0, 50))
-    assert np.array_equal(np.array(ds_sigs[:50]), same), "datasketch shingles differ"
-    step = MinhashDedupSignature(tempfile.mkdtemp(), MinhashConfig())
+    hashes, offsets = reference.shingle_hashes(arrow)
+    perms = reference.perms
+    uoffsets = offsets.astype(np.uint64)
+    assert np.array_equal(
+        compiled_signatures(hashes, offsets, perms), signatures(hashes, offsets, perms)
+    )
     sub = texts[: args.datatrove_docs]
+    step = MinhashDedupSignature(tempfile.mkdtemp(), MinhashConfig())
+    step.get_shingles(sub[0])  # loads the word tokenizer
 
     def dt_run():
         for text in sub:
@@ -171,30 +192,62 @@ def bench_signatures(args, pool) -> dict:
             if shingles.size:
                 step.get_signature(shingles)
 
-    step.get_shingles(sub[0])  # loads the word tokenizer
-    t_dt = cpu(dt_run)
-    shingles = hasher.shingle_strings(arrow)
-    per_doc = np.mean([len(s) for s in shingles])
-    res = {
-        "docs": len(texts),
-        "mean_bytes": float(np.mean([len(t.encode()) for t in texts])),
-        "mean_shingles": float(per_doc),
-        "winnow_docs_per_cpu_s": len(texts) / t_w,
-        "datasketch_docs_per_cpu_s": len(texts) / t_ds,
-        "datatrove_docs_per_cpu_s": len(sub) / t_dt,
+    def rensa_text():
+        sets = shingle_lists(texts)
+        rensa.RMinHash.digest_matrix_from_token_sets(sets, num_perm=112, seed=1)
+
+    ds_run = datasketch_signatures(texts)
+    start = time.process_time()
+    ds_sigs = ds_run()
+    t_ds = time.process_time() - start
+    # Same shingles: datasketch equals winnow's sha1 mode bit for bit.
+    same, _ = MinHasher(num_perm=112, seed=1, hash="sha1").signatures(arrow.slice(0, 50))
+    assert np.array_equal(np.array(ds_sigs[:50]), same), "datasketch shingles differ"
+    n = len(texts)
+    text_rows = {
+        "winnow `MinHasher`, compiled (`engine: numba`, the default)": n / cpu(batches(compiled)),
+        "winnow `MinHasher`, numpy reference (`engine: numpy`; the code before)": n
+        / cpu(batches(reference)),
+        "rensa 0.5 `RMinHash.digest_matrix_from_token_sets` + Python shingling": n
+        / cpu(rensa_text, 1),
+        "datasketch `MinHash.update_batch` + Python shingling": n / t_ds,
+        f"datatrove `MinhashDedupSignature` ({len(sub)} docs)": len(sub) / cpu(dt_run, 1),
     }
-    res["x_datasketch"] = res["winnow_docs_per_cpu_s"] / res["datasketch_docs_per_cpu_s"]
-    res["x_datatrove"] = res["winnow_docs_per_cpu_s"] / res["datatrove_docs_per_cpu_s"]
-    return res
+    kernel_rows = {
+        "winnow `compiled_signatures`": n
+        / cpu(lambda: compiled_signatures(hashes, offsets, perms)),
+        "winnow `signatures` (numpy)": n / cpu(lambda: signatures(hashes, offsets, perms)),
+        "rensa 0.5 `RMinHash.digest_matrix_from_flat_token_hashes`": n
+        / cpu(
+            lambda: rensa.RMinHash.digest_matrix_from_flat_token_hashes(
+                hashes, uoffsets, num_perm=112, seed=1
+            )
+        ),
+    }
+    return {
+        "docs": n,
+        "mean_bytes": float(np.mean([len(t.encode()) for t in texts])),
+        "mean_shingles": float(np.mean(np.diff(offsets))),
+        "text": text_rows,
+        "kernel": kernel_rows,
+    }
 
 
 # ---------------------------------------------------------------------- end to end
 
 
-def e2e_child(directory: str, verify: str) -> None:
-    """Run minhash_dedup over the IPC files in ``directory``; print JSON figures."""
+def e2e_child(directory: str, verify: str, engine: str) -> None:
+    """Run minhash_dedup over the IPC files in ``directory``; print JSON figures and a
+    digest of the decisions. ``engine: numpy`` hides numba from the MinHash kernel, so
+    the stage runs the numpy reference path (the code before the compiled one)."""
+    import hashlib
+
+    from winnow.kernels import minhash_jit
     from winnow.stages.base import Materialized
-    from winnow.stages.dedup import MinhashDedup
+    from winnow.stages.minhash_dedup import MinhashDedup
+
+    minhash_jit.AVAILABLE = engine == "numba"
+    digest = hashlib.sha256()
 
     files = sorted(Path(directory).glob("part-*.arrow"))
     with pa.memory_map(str(files[0])) as source:
@@ -204,9 +257,11 @@ def e2e_child(directory: str, verify: str) -> None:
     start, cpu = time.perf_counter(), time.process_time()
     kept = rejected = 0
     stats: dict[str, float] = {}
-    for out in stage.run(data, Path(directory) / "work"):
+    for out in stage.run(data, Path(directory) / f"work-{engine}"):
         kept += out.kept.num_rows
         rejected += out.rejected.num_rows
+        for column in (out.kept["id"], out.rejected["id"], out.rejected["reason"]):
+            digest.update("\n".join(column.to_pylist()).encode() + b"\0")
         for k, v in out.stats.items():
             stats[k] = stats.get(k, 0) + v
     wall = time.perf_counter() - start
@@ -221,6 +276,7 @@ def e2e_child(directory: str, verify: str) -> None:
                 "cpu_s": time.process_time() - cpu,
                 "docs_per_s": (kept + rejected) / wall,
                 "peak_rss_gib": peak,
+                "decisions_sha256": digest.hexdigest(),
                 **stats,
             }
         )
@@ -228,15 +284,21 @@ def e2e_child(directory: str, verify: str) -> None:
 
 
 def bench_e2e(args, pool) -> dict:
+    """The stage end to end, compiled and numpy MinHash on the same files."""
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
         write_corpus(Path(tmp), args.e2e_docs, pool, args.doc_bytes, args.dup_share)
         made = time.perf_counter() - start
-        cmd = [sys.executable, __file__, "--e2e-run", tmp, "--verify", args.verify]
-        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-        res = json.loads(out.strip().splitlines()[-1])
-        res["corpus_gen_s"] = made
-        res["verify"] = args.verify
+        res = {}
+        for engine in ("numba", "numpy"):
+            cmd = [sys.executable, __file__, "--e2e-run", tmp, "--verify", args.verify]
+            cmd += ["--engine", engine]
+            out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+            res[engine] = json.loads(out.strip().splitlines()[-1])
+            res[engine]["corpus_gen_s"] = made
+            res[engine]["verify"] = args.verify
+        same = res["numba"]["decisions_sha256"] == res["numpy"]["decisions_sha256"]
+        assert same, "engines decided differently"
         return res
 
 
@@ -273,7 +335,7 @@ def bench_quality(args, pool) -> dict:
     Pair recall: share of true pairs (Jaccard >= 0.8) of which at least one doc was
     removed. Cluster precision/recall: the same pairs against co-membership."""
     from winnow.stages.base import Materialized
-    from winnow.stages.dedup import MinhashDedup
+    from winnow.stages.minhash_dedup import MinhashDedup
 
     rows = corpus(args.quality_docs, pool, args.doc_bytes, 0.4, seed=5)
     jaccard, truth = brute_force_pairs([r["text"] for r in rows], 0.8)
@@ -314,7 +376,7 @@ def bench_quality(args, pool) -> dict:
 def main() -> None:
     args = parse_args()
     if args.e2e_run:
-        e2e_child(args.e2e_run, args.verify)
+        e2e_child(args.e2e_run, args.verify, args.engine)
         return
     t0 = time.perf_counter()
     pool = line_pool(args.pool)
@@ -323,19 +385,24 @@ def main() -> None:
         r = bench_signatures(args, pool)
         print(
             f"signatures: {r['docs']} docs, {r['mean_bytes']:.0f} B, {r['mean_shingles']:.0f} "
-            f"shingles/doc | docs per CPU-second: winnow {r['winnow_docs_per_cpu_s']:.0f}, "
-            f"datasketch {r['datasketch_docs_per_cpu_s']:.0f}, datatrove "
-            f"{r['datatrove_docs_per_cpu_s']:.0f} | winnow/datasketch {r['x_datasketch']:.1f}x, "
-            f"winnow/datatrove {r['x_datatrove']:.1f}x"
+            "shingles/doc, 112 permutations, one thread"
         )
+        for part, title in (("text", "text -> signatures"), ("kernel", "signature step alone")):
+            first = next(iter(r[part].values()))
+            print(f"\n| {title} | docs per CPU-s | winnow compiled / it |\n|---|---:|---:|")
+            for name, rate in r[part].items():
+                print(f"| {name} | {rate:,.0f} | {first / rate:.2f}x |")
     if "e2e" not in args.skip:
-        r = bench_e2e(args, pool)
-        print(
-            f"end-to-end minhash_dedup (verify={r['verify']}): {r['docs']} docs in "
-            f"{r['wall_s']:.1f}s wall ({r['docs_per_s']:.0f} docs/s, {r['cpu_s']:.1f} CPU-s), "
-            f"peak RSS {r['peak_rss_gib']:.2f} GiB, rejected {r['rejected']}, "
-            f"candidate edges {r.get('candidate_edges', 0):.0f}"
-        )
+        both = bench_e2e(args, pool)
+        for engine, r in both.items():
+            print(
+                f"end-to-end minhash_dedup (verify={r['verify']}, MinHash {engine}): {r['docs']} "
+                f"docs in {r['wall_s']:.1f}s wall ({r['docs_per_s']:.0f} docs/s, "
+                f"{r['cpu_s']:.1f} CPU-s), peak RSS {r['peak_rss_gib']:.2f} GiB, rejected "
+                f"{r['rejected']}, candidate edges {r.get('candidate_edges', 0):.0f}"
+            )
+        ratio = both["numpy"]["cpu_s"] / both["numba"]["cpu_s"]
+        print(f"compiled / numpy: {ratio:.2f}x per CPU-second, identical decisions")
     if "quality" not in args.skip:
         r = bench_quality(args, pool)
         print(f"quality: {r['docs']} docs, {r['true_pairs']} pairs with Jaccard >= 0.8")

@@ -28,6 +28,8 @@ from pathlib import Path
 if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
     sys.path.pop(0)
 
+import pyarrow as pa  # noqa: E402  (after the sys.path fix above)
+
 
 def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -48,12 +50,17 @@ def cpu_timed(fn) -> tuple[float, object]:
 
 
 def run_winnow(
-    docs: list[dict], tok_path: Path, chunk_rows: int, out: Path, engine: str = "auto", **dec
+    docs: list[dict] | pa.Table,
+    tok_path: Path,
+    chunk_rows: int,
+    out: Path,
+    engine: str = "auto",
+    **dec,
 ) -> dict:
-    """Tokenize in runner-sized chunks, materialise as IPC parts, decompose; the manifest."""
+    """Tokenize in runner-sized chunks, materialise as IPC parts, decompose; the manifest.
+    Pass ``docs`` as a table to keep the list -> Arrow conversion out of a timing (the
+    runner reads Arrow)."""
     import json
-
-    import pyarrow as pa
 
     from winnow.stages.base import Materialized
     from winnow.stages.decompose import Decompose
@@ -61,11 +68,12 @@ def run_winnow(
 
     params = Tokenize.Params(tokenizer=str(tok_path), engine=engine)
     stage = Tokenize(params, stage_id="tok", seed=0)
-    stage.setup()
+    setup_s, _ = cpu_timed(stage.setup)
     (out / "tok").mkdir(parents=True)
     files = []
+    docs = docs if isinstance(docs, pa.Table) else pa.Table.from_pylist(docs)
     for i in range(0, len(docs), chunk_rows):
-        table = stage.process(pa.Table.from_pylist(docs[i : i + chunk_rows])).kept
+        table = stage.process(docs.slice(i, chunk_rows)).kept
         files.append(out / "tok" / f"part-{i // chunk_rows:05d}.arrow")
         with pa.ipc.new_file(str(files[-1]), table.schema) as writer:
             writer.write_table(table)
@@ -74,7 +82,7 @@ def run_winnow(
     for _ in dec_stage.run(Materialized(files), out / "work"):
         pass
     manifest = json.loads((out / "buckets" / "manifest.json").read_text())
-    return {**manifest, "decompose_cpu_s": time.process_time() - start}
+    return {**manifest, "decompose_cpu_s": time.process_time() - start, "setup_cpu_s": setup_s}
 
 
 def tree_digest(folder: Path) -> str:
@@ -86,12 +94,12 @@ def tree_digest(folder: Path) -> str:
     return digest.hexdigest()
 
 
-def run_datatrove(docs: list[dict], tok_path: Path, out: Path) -> int:
-    from datatrove.data import Document
+def run_datatrove(documents: list, tok_path: Path, out: Path) -> int:
+    """datatrove's DocumentTokenizer over ready ``Document`` objects."""
     from datatrove.pipeline.tokens.tokenizer import DocumentTokenizer
 
     step = DocumentTokenizer(str(out), str(tok_path), eos_token="<|endoftext|>", seed=0)
-    step.run(iter([Document(text=d["text"], id=d["id"]) for d in docs]))
+    step.run(iter(documents))
     return int(step.stats["tokens"].total)
 
 
@@ -119,11 +127,134 @@ def bucket_table(title: str, manifest: dict) -> str:
     return "\n".join(lines)
 
 
+def with_nfc(tokenizer_json: str) -> str:
+    """The same tokenizer behind an NFC normalizer (as GPT-NeoX's tokenizer.json has)."""
+    import json
+
+    spec = json.loads(tokenizer_json)
+    spec["normalizer"] = {"type": "NFC"}
+    return json.dumps(spec)
+
+
+def bare_encoders(tok_path: Path) -> dict:
+    """Each engine's own batch encode, no winnow code around it: ``texts -> token count``."""
+    import fastokens
+    import tokie
+    from tokenizers import Tokenizer
+
+    from winnow.fast_bpe import encode_batch, to_tiktoken
+
+    hf = Tokenizer.from_file(str(tok_path))
+    ft = fastokens.Tokenizer.from_file(str(tok_path))
+    tk = tokie.Tokenizer.from_json(str(tok_path))
+    out = {
+        "fastokens `encode_batch_flat`": lambda t: len(ft.encode_batch_flat(t)[0]) // 4,
+        "tokie `encode_batch`": lambda t: sum(
+            len(e.ids) for e in tk.encode_batch(t, add_special_tokens=False)
+        ),
+    }
+    conversion = to_tiktoken(hf)
+    if conversion.encoding is not None:
+        out["tiktoken (`fast_bpe.encode_batch`)"] = lambda t: len(
+            encode_batch(conversion.encoding, t)[0]
+        )
+    out["HF `encode_batch_fast`"] = lambda t: sum(
+        len(e.ids) for e in hf.encode_batch_fast(t, add_special_tokens=False)
+    )
+    out["HF `encode_batch` (datatrove's)"] = lambda t: sum(
+        len(e.ids) for e in hf.encode_batch(t, add_special_tokens=False)
+    )
+    return out
+
+
+def compare_engines(label: str, docs: list[dict], tok_path: Path, args, tmp: Path) -> int:
+    """One table: winnow per exact engine, datatrove, each bare encode; the token count."""
+    from tokenizers import Tokenizer
+
+    from winnow.tokenize_engines import ENCODERS, NotExact, open_engine, split
+
+    texts = [d["text"] for d in docs]
+    hf = Tokenizer.from_file(str(tok_path))
+    want = [e.ids for e in hf.encode_batch(texts, add_special_tokens=False)]
+    engines, notes = [], []
+    for name in ("fastokens", "tokie", "tiktoken", "hf"):
+        try:
+            setup_s, _ = cpu_timed(lambda name=name: open_engine(name, hf))
+            engines.append(name)
+            notes.append(f"{name}: exact, setup with probe check {setup_s:.2f} CPU-s")
+        except NotExact as exc:
+            wrong = ""
+            if "cannot load" not in str(exc) and name != "tiktoken":
+                got = split(*ENCODERS[name](hf, False)(texts))
+                bad = sum(a != b for a, b in zip(got, want, strict=True))
+                wrong = f"; differs from HF on {bad} of {len(texts)} corpus docs"
+            notes.append(f"{name}: refused ({exc}{wrong})")
+
+    from datatrove.data import Document
+
+    table = pa.Table.from_pylist(docs)
+
+    def winnow(engine: str):
+        def run(out: Path) -> tuple[int, float]:
+            manifest = run_winnow(table, tok_path, args.chunk_rows, out, engine)
+            return manifest["input_tokens"], manifest["setup_cpu_s"]
+
+        return run
+
+    runs = {f"winnow tokenize + decompose, `engine: {e}`": winnow(e) for e in engines}
+    documents = [Document(text=d["text"], id=d["id"]) for d in docs]
+    runs["datatrove DocumentTokenizer"] = lambda out: (run_datatrove(documents, tok_path, out), 0.0)
+    for name, encode in bare_encoders(tok_path).items():
+        ok = any(name.lower().startswith(e) for e in engines) or name.startswith("HF")
+        name = f"{name} alone" + ("" if ok else " (not exact here)")
+        runs[name] = lambda out, encode=encode: (len(texts) + encode(texts), 0.0)
+    best = dict.fromkeys(runs, float("inf"))
+    setup = dict.fromkeys(runs, 0.0)
+    tokens, shas = {}, {}
+    for r in range(args.rounds):
+        for i, (name, fn) in enumerate(runs.items()):
+            out = tmp / f"run-{r}-{i}"
+            out.mkdir()
+            secs, (tokens[name], setup_s) = cpu_timed(lambda fn=fn, out=out: fn(out))
+            if secs < best[name]:
+                best[name], setup[name] = secs, setup_s
+            if name.startswith("winnow"):  # outside the timing
+                shas[name] = tree_digest(out / "buckets")
+            shutil.rmtree(out)
+    print(f"\n### {label}\n")
+    for note in notes:
+        print(f"- {note}")
+    print(
+        "\n| pipeline | tokens | CPU s | tokens/s per core | setup CPU s (once per worker) "
+        "| tokens/s per core after setup |\n|---|---:|---:|---:|---:|---:|"
+    )
+    for name, secs in best.items():
+        after = tokens[name] / (secs - setup[name])
+        print(
+            f"| {name} | {tokens[name]:,} | {secs:.2f} | {tokens[name] / secs:,.0f} "
+            f"| {setup[name]:.2f} | {after:,.0f} |"
+        )
+    checked = [v for k, v in tokens.items() if not k.endswith("(not exact here)")]
+    assert len(set(checked)) == 1, tokens  # EOS included everywhere
+    assert len(set(shas.values())) == 1, "engines wrote different buckets"
+    peer = best["datatrove DocumentTokenizer"]
+    bare = dict(
+        fastokens="fastokens", tokie="tokie", tiktoken="tiktoken", hf="HF `encode_batch_fast`"
+    )
+    for e in engines:
+        name = f"winnow tokenize + decompose, `engine: {e}`"
+        mine, steady = best[name], best[name] - setup[name]
+        floor = next(v for k, v in best.items() if k.startswith(bare[e]))
+        print(
+            f"- `engine: {e}`: {peer / mine:.2f}x datatrove ({peer / steady:.2f}x after setup); "
+            f"pipeline / bare encode time {mine / floor:.2f}x ({steady / floor:.2f}x after setup)"
+        )
+    return next(iter(tokens.values()))
+
+
 def main() -> int:
     args = parse_args()
     os.environ["RAYON_NUM_THREADS"] = str(args.threads)  # before tokenizers starts its pool
-    import pyarrow as pa
-
     from winnow.sample_text import real_documents
     from winnow.tokenizer import train_tokenizer
 
@@ -142,66 +273,15 @@ def main() -> int:
             f"BPE vocab {args.vocab} trained in {train_s:.1f} CPU-s; threads {args.threads}"
         )
 
-        from tokenizers import Tokenizer
-
-        from winnow.fast_bpe import encode_batch, to_tiktoken
-
-        tok = Tokenizer.from_file(str(tok_path))
-        convert_s, conversion = cpu_timed(lambda: to_tiktoken(tok))
-        print(f"tiktoken conversion: {conversion.reason or 'exact'} ({convert_s:.2f} CPU-s)")
-        texts = [d["text"] for d in docs]
-
-        def winnow(engine: str):
-            return lambda out: run_winnow(docs, tok_path, args.chunk_rows, out, engine)[
-                "input_tokens"
-            ]
-
-        tiktoken_run, hf_run = (
-            f"winnow tokenize + decompose, engine: {e}" for e in ("tiktoken", "hf")
-        )
-        engines = {tiktoken_run: "tiktoken", hf_run: "hf"}
-        runs = {
-            tiktoken_run: winnow("tiktoken"),
-            "datatrove DocumentTokenizer": lambda out: run_datatrove(docs, tok_path, out),
-            hf_run: winnow("hf"),
-            "fast_bpe.encode_batch alone (tiktoken engine's floor)": lambda out: (
-                len(texts) + len(encode_batch(conversion.encoding, texts)[0])
-            ),
-            "encode_batch_fast alone (winnow's floor)": lambda out: (
-                len(texts)
-                + sum(len(e.ids) for e in tok.encode_batch_fast(texts, add_special_tokens=False))
-            ),
-            "encode_batch alone (datatrove's floor)": lambda out: (
-                len(texts)
-                + sum(len(e.ids) for e in tok.encode_batch(texts, add_special_tokens=False))
-            ),
-        }
-        best = dict.fromkeys(runs, float("inf"))
-        tokens, shas = {}, {}
-        for r in range(args.rounds):
-            for i, (name, fn) in enumerate(runs.items()):
-                out = tmp / f"run-{r}-{i}"
-                out.mkdir()
-                secs, tokens[name] = cpu_timed(lambda fn=fn, out=out: fn(out))
-                best[name] = min(best[name], secs)
-                if name in engines:  # outside the timing
-                    shas[engines[name]] = tree_digest(out / "buckets")
-                shutil.rmtree(out)
-        assert len(set(tokens.values())) == 1, tokens  # EOS included everywhere
-        assert shas["tiktoken"] == shas["hf"], "engines wrote different buckets"
-        print("\n| pipeline | tokens | CPU s | tokens/s per core |\n|---|---:|---:|---:|")
-        for name, secs in best.items():
-            print(f"| {name} | {tokens[name]:,} | {secs:.2f} | {tokens[name] / secs:,.0f} |")
-        names = list(runs)
-        fast, peer, hf = best[names[0]], best[names[1]], best[names[2]]
-        print(f"\nratio winnow (tiktoken) / datatrove: {peer / fast:.2f}x")
-        print(f"ratio winnow (hf) / datatrove: {peer / hf:.2f}x")
-        print(f"ratio winnow tiktoken / hf engine: {hf / fast:.2f}x")
+        nfc_path = tmp / "tokenizer-nfc.json"
+        nfc_path.write_text(with_nfc(tok_path.read_text()))
+        for label, path in (("demo BPE", tok_path), ("same BPE + NFC normalizer", nfc_path)):
+            n_tokens = compare_engines(label, docs, path, args, tmp)
         secs = min(
             run_winnow(docs, tok_path, args.chunk_rows, tmp / f"d{i}")["decompose_cpu_s"]
             for i in range(args.rounds)
         )
-        print(f"decompose alone: {tokens[names[0]] / secs:,.0f} tokens per CPU-second")
+        print(f"decompose alone: {n_tokens / secs:,.0f} tokens per CPU-second")
 
         demo = run_winnow(docs, tok_path, args.chunk_rows, tmp / "demo")
         short_lo = args.short_min_log2

@@ -29,6 +29,7 @@ import random
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
@@ -76,6 +77,11 @@ ADVERSARIAL = (
 
 def random_strings(n: int, seed: int = 0) -> list[str]:
     """Random code points from many blocks (no surrogates), deterministic."""
+    return list(_random_strings(n, seed))
+
+
+@lru_cache(maxsize=8)
+def _random_strings(n: int, seed: int) -> tuple[str, ...]:
     rng = random.Random(seed)
     blocks = [(0x20, 0x7F), (0xA0, 0x250), (0x300, 0x370), (0x400, 0x500), (0x900, 0x980)]
     blocks += [(0x3000, 0x3100), (0x4E00, 0x4F00), (0xAC00, 0xAD00), (0x1F300, 0x1F700)]
@@ -87,7 +93,7 @@ def random_strings(n: int, seed: int = 0) -> list[str]:
             lo, hi = rng.choice(blocks)
             chars.append(chr(rng.randrange(lo, hi)))
         out.append("".join(chars))
-    return out
+    return tuple(out)
 
 
 def probe_texts(tokenizer: Tokenizer, n_random: int = 300, seed: int = 0) -> list[str]:
