@@ -15,6 +15,7 @@ import socket
 import struct
 import threading
 import time
+from contextlib import nullcontext
 from functools import cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -23,6 +24,18 @@ from winnow.llm.chat import ChatFormat
 from winnow.llm.models import onnx_folder, smollm2_gguf
 
 MODEL = "smollm2-135m-instruct"
+
+# Short documents for the real-model tests and the benchmark.
+TOPICS = [
+    "The mitochondria is the powerhouse of the cell. It makes energy for the body.",
+    "Paris is the capital of France. It has many museums and parks along the Seine.",
+    "Photosynthesis turns light into chemical energy. Plants store it as sugar.",
+    "The stock market fell on Monday. Analysts blamed weak jobs data.",
+    "Water boils at 100 degrees Celsius at sea level, and lower on mountains.",
+    "To make pancakes, mix flour, eggs and milk, then fry them in butter.",
+    "Python is a programming language. It is popular for data science.",
+    "The Roman Empire lasted for centuries and shaped law across Europe.",
+]
 
 
 @cache
@@ -53,6 +66,8 @@ class LoopbackServer:
         self._model_lock = threading.Lock()
         self._max, self._deadline = max_requests, time.monotonic() + lifetime
         self.stall_seconds = 3.0
+        self.expected_key: str | None = None  # when set, require this bearer token
+        self.parallel = False  # True: call the backend concurrently (a stateless stand-in)
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -79,6 +94,9 @@ class LoopbackServer:
                 with server._lock:
                     server.received += 1
                     fault = server.faults.pop(0) if server.faults else None
+                key = server.expected_key
+                if key and self.headers.get("Authorization") != f"Bearer {key}":
+                    return self._send(401, {"error": "invalid api key"})
                 if fault == "500":
                     return self._send(500, {"error": "injected"})
                 if fault == "400":
@@ -99,8 +117,9 @@ class LoopbackServer:
                     float(body.get("top_p", 1.0)),
                     int(body.get("seed", 0)),
                 )
-                with server._model_lock:
+                with nullcontext() if server.parallel else server._model_lock:
                     (result,) = server.backend.generate([req])
+                with server._lock:
                     server.completions += 1
                 if result.error == BAD_REQUEST or result.error == "too_long":
                     return self._send(400, {"error": result.detail})
