@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from winnow.trainer.loss import linear_cross_entropy
+
 
 @dataclass(frozen=True)
 class GPTConfig:
@@ -195,10 +197,8 @@ class GPT(nn.Module):
         x = self.wte(idx)
         for block in self.blocks:
             x = block(x, cos, sin)
-        logits = self.lm_head(self.norm_f(x))[..., : self.cfg.vocab_size].float()
+        x = self.norm_f(x)
         if targets is None:
-            return logits
-        valid = targets >= 0
-        log_z = torch.logsumexp(logits, dim=-1)
-        target_logit = logits.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
-        return (log_z - target_logit) * valid, log_z * valid
+            return self.lm_head(x)[..., : self.cfg.vocab_size].float()
+        # Chunked when the batch's logits are large (winnow.trainer.loss).
+        return linear_cross_entropy(x, self.lm_head.weight, targets, self.cfg.vocab_size)
