@@ -1,0 +1,102 @@
+"""dsir: parity with the data-selection package (the oracle), sharding independence,
+and the Gumbel keys."""
+
+import json
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from skills_corpus import docstrings
+
+from winnow.stages.base import Materialized
+from winnow.stages.dsir import Dsir, HashedNgrams, gumbel
+
+TARGET = "networking, email and internet protocols"
+OTHER = "mathematics and numbers"
+
+
+@pytest.fixture(scope="module")
+def corpus():
+    target = docstrings(TARGET)
+    raw = target[1::2] + docstrings(OTHER)
+    return target[::2][:60], raw
+
+
+def write_jsonl(path, rows):
+    path.write_text("".join(json.dumps({"text": r["text"]}) + "\n" for r in rows))
+    return path
+
+
+def write_arrow(folder, rows, n_files):
+    folder.mkdir(parents=True, exist_ok=True)
+    files, size = [], -(-len(rows) // n_files)
+    for i in range(n_files):
+        part = rows[i * size : (i + 1) * size]
+        table = pa.table({"id": [r["id"] for r in part], "text": [r["text"] for r in part]})
+        path = folder / f"part-{i:05d}.arrow"
+        with pa.ipc.new_file(str(path), table.schema) as writer:
+            writer.write_table(table)
+        files.append(path)
+    return Materialized(files)
+
+
+def run_stage(tmp_path, reference, data, **params):
+    stage = Dsir(
+        Dsir.Params(reference=str(reference), **params), stage_id="dsir", seed=7, run_dir=tmp_path
+    )
+    outputs = list(stage.run(data, tmp_path / "work"))
+    return pa.concat_tables([o.kept for o in outputs]), outputs
+
+
+def test_exact_mode_reproduces_the_data_selection_package(tmp_path, corpus):
+    from data_selection import HashedNgramDSIR
+
+    target, raw = corpus
+    ref = write_jsonl(tmp_path / "target.jsonl", target)
+    dsir = HashedNgramDSIR(
+        [str(write_jsonl(tmp_path / "raw.jsonl", raw))],
+        [str(ref)],
+        cache_dir=str(tmp_path / "cache"),
+        num_proc=1,
+    )
+    dsir.fit_importance_estimator(num_tokens_to_fit="all")
+    dsir.compute_importance_weights()
+    expected = np.load(tmp_path / "cache" / "log_importance_weights" / "0.npy")
+
+    features = HashedNgrams("exact", 10_000, 2)
+    for row in raw[:20]:  # per-document counts equal the package's featurizer
+        ours = np.bincount(features.buckets(row["text"]), minlength=10_000)
+        assert np.array_equal(ours, dsir.featurizer(row["text"]))
+    kept, _ = run_stage(tmp_path, ref, write_arrow(tmp_path / "parts", raw, 3), mode="exact")
+    assert np.array_equal(kept.column("dsir_score").to_numpy(), expected)  # bit for bit
+
+
+def test_scores_do_not_depend_on_sharding_and_rank_the_target_first(tmp_path, corpus):
+    target, raw = corpus
+    ref = write_jsonl(tmp_path / "target.jsonl", target)
+    one, outputs = run_stage(tmp_path, ref, write_arrow(tmp_path / "a", raw, 1))
+    four, _ = run_stage(tmp_path, ref, write_arrow(tmp_path / "b", raw, 4))
+    assert one.equals(four)
+    assert outputs[0].stats["dsir_target_ngrams"] > 0
+    score = one.column("dsir_score").to_numpy()
+    is_target = np.array([r["text"] in {t["text"] for t in docstrings(TARGET)} for r in raw])
+    # AUC by brute force over all (target, other) pairs
+    pairs = score[is_target][:, None] - score[~is_target][None, :]
+    assert ((pairs > 0).mean() + 0.5 * (pairs == 0).mean()) > 0.9
+
+
+def test_gumbel_keys_are_seeded_per_id_and_standard_gumbel():
+    ids = pa.array([f"doc-{i}" for i in range(20_000)])
+    g = gumbel(ids, seed=3)
+    assert np.array_equal(g[5:10], gumbel(ids[5:10], seed=3))
+    assert not np.array_equal(g, gumbel(ids, seed=4))
+    assert abs(g.mean() - np.euler_gamma) < 0.03  # E[Gumbel(0, 1)] = Euler's constant
+    assert abs(g.var() - np.pi**2 / 6) < 0.08
+
+
+def test_fast_mode_bigram_buckets_follow_word_order():
+    features = HashedNgrams("fast", 1 << 20, 2)
+    ab, ba = features.buckets("alpha beta"), features.buckets("beta alpha")
+    assert sorted(ab[:2]) == sorted(ba[:2])  # the same unigrams
+    assert ab[2] != ba[2]  # different bigrams
+    assert len(features.buckets("Hello, world!")) == 4 + 3  # hello , world !

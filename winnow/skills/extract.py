@@ -1,0 +1,104 @@
+"""Skill extractors: what skills does each reference document need?
+
+- ``keyphrase`` (the default): YAKE keyphrases, unsupervised and offline.
+- ``labels``: a closed list the user gives; documents are assigned to labels by
+  relabelling only (nothing is extracted, nothing is merged).
+- ``llm``: an instruct model lists the skills as a JSON array; ``parse_skills``
+  reads its answer and says why when it cannot.
+
+Every extractor returns, per document, a list of normalised skill names
+(lowercase, single spaces, no surrounding punctuation), without duplicates.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Literal
+
+from pydantic import Field
+
+from winnow.stages.base import Params
+
+_SPACES = re.compile(r"\s+")
+_FENCE = re.compile(r"^```(?:json)?\s*|\s*```$")
+
+
+def normalize_skill(name: str) -> str:
+    """Lowercase, collapse whitespace, strip quotes and punctuation at the ends."""
+    return _SPACES.sub(" ", name).strip().strip(".,;:!?\"'`()[]{}").strip().lower()
+
+
+def _unique(names: list[str]) -> list[str]:
+    seen: dict[str, None] = {}
+    for name in map(normalize_skill, names):
+        if name and name not in seen:
+            seen[name] = None
+    return list(seen)
+
+
+class ExtractorParams(Params):
+    kind: Literal["keyphrase", "labels", "llm"] = "keyphrase"
+    """``keyphrase`` (YAKE), ``labels`` (a closed list) or ``llm`` (an instruct model)."""
+    top: int = Field(default=5, gt=0)
+    """Keyphrases kept per document (``keyphrase``), skills asked for (``llm``)."""
+    max_ngram: int = Field(default=3, gt=0)
+    """Longest keyphrase in words (``keyphrase``)."""
+    language: str = "en"
+    """YAKE's stop-word language."""
+    labels: list[str] = Field(default_factory=list)
+    """The closed list of skills (``labels``)."""
+
+
+class KeyphraseExtractor:
+    """YAKE keyphrases; deterministic (no sampling, no model)."""
+
+    def __init__(self, params: ExtractorParams):
+        import yake
+
+        self.top = params.top
+        self._yake = yake.KeywordExtractor(lan=params.language, n=params.max_ngram, top=params.top)
+        self.identity = f"yake {_version('yake')} n={params.max_ngram} top={params.top}"
+
+    def extract(self, texts: list[str]) -> list[list[str]]:
+        return [_unique([k for k, _ in self._yake.extract_keywords(t)])[: self.top] for t in texts]
+
+
+def parse_skills(answer: str, prompt: str = "") -> tuple[list[str], str | None]:
+    """Skills from an LLM answer, or ``([], reason)`` when it is unusable.
+
+    Accepts a JSON array of strings or an object with a ``skills`` array, optionally
+    in a code fence. Reasons: ``empty``, ``echoed prompt``, ``invalid json``,
+    ``not a list of strings``, ``no skills``.
+    """
+    text = _FENCE.sub("", answer.strip()).strip()
+    if not text:
+        return [], "empty"
+    if prompt and text.startswith(prompt.strip()[:40]):
+        return [], "echoed prompt"
+    start = min((i for i in (text.find("["), text.find("{")) if i >= 0), default=-1)
+    try:
+        value = json.loads(text[start:] if start >= 0 else text)
+    except json.JSONDecodeError:
+        return [], "invalid json"
+    if isinstance(value, dict):
+        value = value.get("skills")
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        return [], "not a list of strings"
+    skills = _unique(value)
+    return (skills, None) if skills else ([], "no skills")
+
+
+def _version(package: str) -> str:
+    import importlib.metadata
+
+    return importlib.metadata.version(package)
+
+
+def build_extractor(params: ExtractorParams) -> KeyphraseExtractor | None:
+    """The extractor for ``params.kind``; ``None`` for ``labels`` (nothing to extract)."""
+    if params.kind == "keyphrase":
+        return KeyphraseExtractor(params)
+    if params.kind == "labels":
+        return None
+    raise ValueError("extractor kind 'llm' needs winnow.llm's generation backends")
