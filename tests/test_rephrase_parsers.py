@@ -196,3 +196,26 @@ def test_templates_hash_and_user_templates(tmp_path):
     with pytest.raises(ConfigError, match="t.yaml: mine.parser"):
         file.write_text("mine:\n  prompt: '{text}'\n  parser: nope\n")
         load_templates({}, str(file))
+
+
+@pytest.mark.parametrize(
+    "params, match",
+    [
+        ({"styles": ["nope"]}, r"stages\[0\]\.params.*unknown style 'nope'"),
+        ({"styles": ["wrap_easy", "wrap_qa"], "mode": "column"}, "one style per row"),
+        ({"backend": {"kind": "openai"}}, r"backend\.openai\.base_url"),
+        ({"backend": {"kind": "onnx", "batchsize": 2}}, r"backend\.onnx\.batchsize: unknown key"),
+        ({"routes": [{"where": "score >", "styles": ["wrap_qa"]}]}, "invalid SQL"),
+    ],
+)
+def test_bad_rephrase_params_fail_before_any_data_is_read(tmp_path, params, match):
+    from winnow.pipeline import parse_pipeline
+
+    spec = {
+        "name": "t",
+        "input": {"path": str(tmp_path / "missing.jsonl")},
+        "output": {"dir": str(tmp_path / "run")},
+        "stages": [{"id": "rp", "use": "rephrase", "params": params}],
+    }
+    with pytest.raises(ConfigError, match=match):
+        parse_pipeline(spec)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from winnow.llm.base import TOO_LONG, Backend, Request, Result
+from winnow.llm.base import TOO_LONG, TRANSPORT_ERRORS, Backend, Request, Result
 from winnow.llm.cache import RequestCache, request_key
 from winnow.rephrase.parse import check
 from winnow.rephrase.prox import number_lines, run_chunk_program, run_doc_program
@@ -90,6 +90,13 @@ class Generator:
             room = min(room, self.params.segment_tokens)
         return room if room >= 1 else None
 
+    def _segments(self, text: str, budget: int, template: Template) -> list[str]:
+        """Segments measured as the model will see them (ProX chunks with line numbers)."""
+        count = self.chat.count
+        if template.parser == "prox_chunk":
+            count = lambda piece: self.chat.count(number_lines(piece))  # noqa: E731
+        return segments(text, budget, count, self.chat.offsets)
+
     def _fits(self, request: Request) -> bool:
         if self.chat is None or self.context is None:
             return True
@@ -106,9 +113,7 @@ class Generator:
                 if style not in budgets:
                     budgets[style] = self._budget(template)
                 budget = budgets[style]
-                pieces = (
-                    segments(text, budget, self.chat.count, self.chat.offsets) if budget else [text]
-                )
+                pieces = self._segments(text, budget, template) if budget else [text]
                 for rollout in range(p.rollouts):
                     job = Job(row, style, rollout, pieces)
                     for k, piece in enumerate(pieces):
@@ -173,6 +178,7 @@ class Generator:
             "prompt_tokens": float(sum(r.prompt_tokens for r in fresh)),
             "completion_tokens": float(sum(r.completion_tokens for r in fresh)),
             "generation_seconds": self.backend.stats.seconds - before[1],
+            "transport_errors": float(sum(r.error in TRANSPORT_ERRORS for r in fresh)),
         }
 
     def finish_job(self, job: Job, source: str, template: Template) -> None:

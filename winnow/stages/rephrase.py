@@ -140,12 +140,11 @@ class Rephrase(MapStage):
         ids = table.column(ID).to_pylist()
         jobs = gen.plan_jobs(ids, texts, styles, self._templates)
         stats = gen.run_jobs(jobs, self._cache_path(table))
-        failed = sum(1 for j in jobs for r in j.results if r.error in TRANSPORT_ERRORS)
-        sent = stats["backend_requests"]
+        failed, sent = stats["transport_errors"], stats["backend_requests"]
         if sent and failed / sent > self.params.max_error_rate:
             detail = next(r.detail for j in jobs for r in j.results if r.error in TRANSPORT_ERRORS)
             raise WinnowError(
-                f"{failed} of {sent} requests failed after every attempt, above "
+                f"{failed:.0f} of {sent:.0f} requests failed after every attempt, above "
                 f"max_error_rate {self.params.max_error_rate} (first: {detail})"
             )
         for job in jobs:
