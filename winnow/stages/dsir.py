@@ -7,6 +7,8 @@ gets its log importance weight ``sum_b count_b * (log p_target(b) - log p_raw(b)
 (each probability plus 1e-8). Columns added:
 
 - ``dsir_score``: the log importance weight (``select`` by it for top-k),
+- ``dsir_mean``: the weight divided by the document's n-gram count (length-normalised:
+  the plain weight grows with length, so long documents dominate both ends of it),
 - ``dsir_gumbel``: the weight plus Gumbel noise drawn from a hash of the row's id and
   the seed, so ``select`` by it is DSIR's Gumbel top-k sampling without replacement,
   deterministic and independent of sharding.
@@ -116,16 +118,20 @@ def log_ratio(target: np.ndarray, raw: np.ndarray) -> np.ndarray:
     return np.log(t + 1e-8) - np.log(r + 1e-8)
 
 
-def importance(features: HashedNgrams, log_diff: np.ndarray, texts) -> np.ndarray:
-    """Log importance weight of each text (float64)."""
+def importance(
+    features: HashedNgrams, log_diff: np.ndarray, texts
+) -> tuple[np.ndarray, np.ndarray]:
+    """Log importance weight (float64) and n-gram count (int64) of each text."""
     out = np.empty(len(texts), dtype=np.float64)
+    grams = np.empty(len(texts), dtype=np.int64)
     for i, text in enumerate(texts):
         buckets = features.buckets(text or "")
+        grams[i] = len(buckets)
         if features.mode == "exact":  # the package's dot product, bit for bit
             out[i] = np.dot(log_diff, np.bincount(buckets, minlength=features.num_buckets))
         else:
             out[i] = log_diff[buckets].sum()
-    return out
+    return out, grams
 
 
 def gumbel(ids: pa.ChunkedArray | pa.Array, seed: int) -> np.ndarray:
@@ -150,9 +156,11 @@ class Dsir(GlobalStage):
         log_diff = log_ratio(target, raw)
         stats = {"dsir_target_ngrams": float(target.sum()), "dsir_raw_ngrams": float(raw.sum())}
         for table in data.tables():
-            score = importance(features, log_diff, table.column(p.text_column).to_pylist())
+            score, grams = importance(features, log_diff, table.column(p.text_column).to_pylist())
             noisy = score + gumbel(table.column(ID), self.seed)
+            mean = score / np.maximum(grams, 1)
             table = set_column(table, "dsir_score", pa.array(score, pa.float64()))
+            table = set_column(table, "dsir_mean", pa.array(mean, pa.float64()))
             table = set_column(table, "dsir_gumbel", pa.array(noisy, pa.float64()))
             yield Output(kept=table, stats=stats)
             stats = {}
