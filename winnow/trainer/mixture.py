@@ -1,0 +1,156 @@
+"""Data mixtures over groups (sources, skills, clusters): what share of each step's rows
+comes from each group, and how it adapts to per-group validation loss.
+
+A mixture holds ``p_t`` over ``m`` groups. The loader keeps Dataset Decomposition
+intact (one bucket per step, constant tokens per step) and only chooses *which rows*
+of the step's bucket to train on: ``draw_rows`` picks each row's group from ``p_t``
+restricted to the groups the bucket has (renormalised), then a row of that group,
+all from a seeded generator.
+
+- ``static``: ``p_t = p_0`` (given weights, uniform by default).
+- ``stratified``: ``p_t`` proportional to each group's size (tokens), i.e. the
+  corpus's natural mix made explicit.
+- ``skillit``: Skill-it's online rule (Chen et al. 2023):
+  ``p_t ∝ p_0 * exp(eta * A @ sum_{tau in window} L_tau)``, recomputed from ``p_0``
+  each round, where ``L_tau`` is the vector of per-group validation losses of the
+  last ``window`` rounds and ``A[i, j]`` how much training on group i helps group j.
+- ``aioli``: Aioli's rule (Chen et al. 2024): each round estimates ``A_t`` from probe
+  steps (``probes``: mixtures ``(1 - eps) e_j + eps p_t``; ``drops[j, i]`` the loss
+  drop of group i after probe j; ``A_t`` solves ``P A_t^T = drops``), then
+  ``p_{t+1} ∝ p_t * exp(eta * sum_i A_t[i, j] / max|A_t|)``: multiplicative from the
+  previous ``p``, not from ``p_0``. Scaling ``A_t`` by its largest magnitude keeps
+  ``eta`` unit-free (our choice; the paper tunes ``eta`` per setting).
+
+State (``state_dict``) is plain lists, saved in the checkpoint, so a resumed run
+draws the identical stream.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+
+
+def _normalised(p) -> np.ndarray:
+    p = np.asarray(p, dtype=np.float64)
+    if p.ndim != 1 or np.any(p < 0) or p.sum() <= 0:
+        raise ValueError(f"mixture weights must be non-negative with a positive sum, got {p}")
+    return p / p.sum()
+
+
+def _softmax_from(log_base: np.ndarray, logits: np.ndarray) -> np.ndarray:
+    z = log_base + logits
+    z = z - z[np.isfinite(z)].max()
+    e = np.exp(z)
+    return e / e.sum()
+
+
+class Mixture:
+    """``p`` over groups; ``update`` takes one round's per-group validation losses."""
+
+    kind = "static"
+
+    def __init__(self, groups: list[str], p0=None):
+        self.groups = list(groups)
+        self.p0 = _normalised(np.ones(len(groups)) if p0 is None else p0)
+        if len(self.p0) != len(self.groups):
+            raise ValueError(f"{len(self.p0)} weights for {len(self.groups)} groups")
+        self.p = self.p0.copy()
+        self.rounds = 0
+
+    def update(self, losses) -> np.ndarray:
+        """Record a round; returns the new ``p`` (unchanged for a static mixture)."""
+        self.rounds += 1
+        return self.p
+
+    def state_dict(self) -> dict:
+        return {"kind": self.kind, "p": self.p.tolist(), "rounds": self.rounds}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state["kind"] != self.kind:
+            raise ValueError(f"checkpoint holds a {state['kind']} mixture, not {self.kind}")
+        self.p = np.asarray(state["p"], dtype=np.float64)
+        self.rounds = int(state["rounds"])
+
+
+def stratified(groups: list[str], sizes) -> Mixture:
+    """A static mixture proportional to ``sizes`` (e.g. each group's tokens)."""
+    mixture = Mixture(groups, sizes)
+    mixture.kind = "stratified"
+    return mixture
+
+
+class SkillIt(Mixture):
+    """Skill-it online mixing: ``p ∝ p_0 exp(eta A sum_window L)``."""
+
+    kind = "skillit"
+
+    def __init__(self, groups, graph, p0=None, eta: float = 0.5, window: int = 3):
+        super().__init__(groups, p0)
+        self.graph = np.asarray(graph, dtype=np.float64)
+        if self.graph.shape != (len(groups), len(groups)):
+            raise ValueError(f"skill graph must be {len(groups)}x{len(groups)}")
+        self.eta, self.window = eta, window
+        self.history: deque[np.ndarray] = deque(maxlen=window)
+
+    def update(self, losses) -> np.ndarray:
+        self.history.append(np.asarray(losses, dtype=np.float64))
+        total = np.sum(self.history, axis=0)
+        self.p = _softmax_from(np.log(self.p0), self.eta * self.graph @ total)
+        self.rounds += 1
+        return self.p
+
+    def state_dict(self) -> dict:
+        return super().state_dict() | {"history": [h.tolist() for h in self.history]}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.history = deque((np.asarray(h) for h in state["history"]), maxlen=self.window)
+
+
+class Aioli(Mixture):
+    """Aioli: estimate the mixing matrix from probe steps, exponentiated-gradient update."""
+
+    kind = "aioli"
+
+    def __init__(self, groups, p0=None, eta: float = 0.5, eps: float = 0.25):
+        super().__init__(groups, p0)
+        self.eta, self.eps = eta, eps
+
+    def probes(self) -> np.ndarray:
+        """Row j: the mixture of probe j, ``(1 - eps) e_j + eps p``."""
+        m = len(self.groups)
+        return (1 - self.eps) * np.eye(m) + self.eps * self.p[None, :]
+
+    def estimate(self, drops) -> np.ndarray:
+        """``A`` with ``A[i, j]`` the loss drop of group i per unit of group j in a probe,
+        from ``drops[j, i]`` (the drop of group i after probe j): ``probes() @ A.T = drops``."""
+        return np.linalg.solve(self.probes(), np.asarray(drops, dtype=np.float64)).T
+
+    def update(self, drops) -> np.ndarray:
+        """One round from the probes' loss drops; returns the new ``p``."""
+        a = self.estimate(drops)
+        scale = np.abs(a).max()
+        gain = a.sum(axis=0) / scale if scale > 0 else np.zeros(len(self.groups))
+        self.p = _softmax_from(np.log(self.p), self.eta * gain)
+        self.rounds += 1
+        return self.p
+
+
+def draw_rows(
+    row_groups: np.ndarray, p: np.ndarray, n: int, rng: np.random.Generator
+) -> np.ndarray:
+    """``n`` row indices of one bucket: each row's group drawn from ``p`` restricted to
+    the groups present in ``row_groups`` (renormalised), then a uniform row of it."""
+    present = np.unique(row_groups)
+    weights = p[present]
+    weights = (
+        weights / weights.sum() if weights.sum() > 0 else np.full(len(present), 1 / len(present))
+    )
+    picks = rng.choice(len(present), size=n, p=weights)
+    order = np.argsort(row_groups, kind="stable")
+    starts = np.searchsorted(row_groups[order], present)
+    counts = np.searchsorted(row_groups[order], present, side="right") - starts
+    offsets = rng.integers(0, counts[picks])
+    return order[starts[picks] + offsets]
