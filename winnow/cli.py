@@ -93,8 +93,14 @@ def cmd_stages(args) -> int:
 
 def cmd_inspect(args) -> int:
     from winnow.report import inspect_run
+    from winnow.runners.rundir import verify
 
-    inspect_run(Path(args.run_dir), console, rows=args.rows)
+    run_dir = Path(args.run_dir)
+    problems = verify(run_dir) if (run_dir / "manifest.json").is_file() else []
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise WinnowError(f"{run_dir}: data/ does not match the ledger: {problems[0]}{more}")
+    inspect_run(run_dir, console, rows=args.rows)
     return 0
 
 

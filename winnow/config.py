@@ -29,6 +29,9 @@ class InputSpec(Strict):
     or a list of them; with ``format: hf`` it may also be a saved ``datasets`` dir
     or a hub dataset id. ``id_field`` is optional: without it ids are derived from
     the file name and row number, which is stable while the files are unchanged.
+    Ids must be unique: ``duplicate_ids: fail`` (the default) stops the run at the
+    first repeated id with its file and line (and those of its first occurrence);
+    ``allow`` skips the check, for pipelines without dedup or provenance needs.
     """
 
     path: str | list[str]
@@ -38,6 +41,7 @@ class InputSpec(Strict):
     hf_split: str = "train"
     hf_config: str | None = None
     on_error: Literal["quarantine", "fail"] = "quarantine"
+    duplicate_ids: Literal["fail", "allow"] = "fail"
 
     def paths(self) -> list[str]:
         return [self.path] if isinstance(self.path, str) else list(self.path)

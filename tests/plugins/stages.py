@@ -61,3 +61,15 @@ class LongestFirst(GlobalStage):
             [("n", "descending"), ("id", "ascending")],
         )
         yield Output(table.take(order))
+
+
+class SlowGlobal(GlobalStage):
+    """A global pass-through that sleeps before each part it writes, so a test can kill
+    a run inside a global pass."""
+
+    Params = SlowParams
+
+    def run(self, data, workdir):
+        for table in data.tables():
+            time.sleep(self.params.seconds)
+            yield Output(table)

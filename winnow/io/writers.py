@@ -8,13 +8,18 @@ batches of ``BATCH_ROWS``, and Parquet with zstd level ``ZSTD_LEVEL`` in row gro
 of ``BATCH_ROWS`` (Parquet carries no write timestamp).
 
 Atomicity: each file is written to a hidden temporary name in its own directory,
-fsynced, then renamed into place, so a reader sees the whole file or none.
+fsynced, then renamed into place, so a reader sees the whole file or none. Files get
+the usual mode (``0666`` less the umask, so ``0644`` mostly), not ``mkstemp``'s
+private ``0600``: others on shared storage read the output too.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import os
 import re
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -26,6 +31,16 @@ import pyarrow.parquet as pq
 BATCH_ROWS = 16_384  # Arrow record batch and Parquet row group size
 ZSTD_LEVEL = 3
 EXTENSIONS = {"arrow": ".arrow", "parquet": ".parquet"}
+_FICLONE = 0x40049409  # linux/fs.h: share the source's extents (btrfs, XFS, ...)
+
+
+def _file_mode() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+FILE_MODE = _file_mode()
 
 
 def write_table(path: Path, table: pa.Table, fmt: str = "arrow", durable: bool = True) -> int:
@@ -42,6 +57,7 @@ def write_table(path: Path, table: pa.Table, fmt: str = "arrow", durable: bool =
     table = _fresh(table)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, FILE_MODE)
         with os.fdopen(fd, "wb") as f:
             _write(f, table, fmt)
             f.flush()
@@ -95,6 +111,27 @@ def ipc_rows(path: Path) -> int:
     with pa.memory_map(str(path)) as source:
         reader = pa.ipc.open_file(source)
         return sum(reader.get_batch(i).num_rows for i in range(reader.num_record_batches))
+
+
+def table_rows(path: Path) -> int:
+    """Rows in an Arrow IPC or Parquet file, from its metadata."""
+    if Path(path).suffix.lower() == ".parquet":
+        return pq.ParquetFile(path).metadata.num_rows
+    return ipc_rows(path)
+
+
+def clone_or_copy(src: Path, dst: Path) -> None:
+    """``dst`` becomes an independent copy of ``src``: a reflink where the filesystem
+    shares extents (instant; later edits of either file do not show in the other),
+    else a byte copy. Never a hard link, which would alias the two files."""
+    with open(src, "rb") as fin, open(dst, "wb") as fout:
+        try:
+            fcntl.ioctl(fout.fileno(), _FICLONE, fin.fileno())
+            return
+        except OSError as exc:
+            if exc.errno not in (errno.EOPNOTSUPP, errno.EXDEV, errno.EINVAL, errno.ENOTTY):
+                raise
+    shutil.copyfile(src, dst)  # in-kernel copy (sendfile) where available
 
 
 def read_table(path: Path) -> pa.Table:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from winnow.files import tree_digest
 from winnow.io.writers import write_table
 from winnow.table import STAGE
 
@@ -45,13 +46,41 @@ def rejected_dir(run_dir: Path, stage_id: str) -> Path:
     return run_dir / "rejected" / stage_id
 
 
-def write_part(folder: Path, index: int, table: pa.Table) -> None:
-    write_table(part_path(folder, index), table, durable=False)
+def file_records(run_dir: Path, paths) -> dict[str, dict]:
+    """``{path relative to RUN: {"bytes", "xxh3"}}`` for files a pass wrote."""
+    return {
+        Path(p).relative_to(run_dir).as_posix(): {
+            "bytes": Path(p).stat().st_size,
+            "xxh3": tree_digest(Path(p)),
+        }
+        for p in sorted(paths)
+    }
 
 
-def write_rejected(run_dir: Path, stage_id: str, index: int, rejected: pa.Table) -> None:
+def file_damage(run_dir: Path, records: dict[str, dict]) -> str | None:
+    """``"path: what is wrong"`` for the first recorded file that is missing or differs
+    from its record; None when all match."""
+    for rel, want in sorted(records.items()):
+        path = run_dir / rel
+        if not path.is_file():
+            return f"{rel}: missing"
+        size = path.stat().st_size
+        if size != want["bytes"]:
+            return f"{rel}: {size} bytes, {want['bytes']} recorded"
+        if tree_digest(path) != want["xxh3"]:
+            return f"{rel}: content differs from its record"
+    return None
+
+
+def write_part(folder: Path, index: int, table: pa.Table) -> Path:
+    path = part_path(folder, index)
+    write_table(path, table, durable=False)
+    return path
+
+
+def write_rejected(run_dir: Path, stage_id: str, index: int, rejected: pa.Table) -> Path:
     """A stage's rejected rows of one part, with the ``stage`` column added."""
     folder = rejected_dir(run_dir, stage_id)
     folder.mkdir(parents=True, exist_ok=True)
     rejected = rejected.append_column(STAGE, pa.array([stage_id] * rejected.num_rows, pa.string()))
-    write_part(folder, index, rejected)
+    return write_part(folder, index, rejected)

@@ -21,6 +21,7 @@ from winnow.config import PipelineSpec
 from winnow.ledger import Ledger, StageCount
 from winnow.runners.layout import write_part, write_rejected
 from winnow.runners.map_task import MapTask, count_output, run_map_task
+from winnow.runners.orphans import exit_with
 from winnow.runners.runner import Runner
 from winnow.stages.base import GlobalStage, Materialized, Resources
 
@@ -34,9 +35,11 @@ def visible_gpus() -> list[str]:
     return sorted(m[1] for p in dev.glob("nvidia*") if (m := re.fullmatch(r"nvidia(\d+)", p.name)))
 
 
-def _init_worker(counter, gpu_groups: list[str]) -> None:
+def _init_worker(counter, gpu_groups: list[str], main_pid: int) -> None:
     """The pool already uses every core: keep libraries in a worker to one thread; give
-    the worker its own GPUs when the pass needs any."""
+    the worker its own GPUs when the pass needs any; end it when the run's main process
+    ends (even by ``kill -9``)."""
+    exit_with(main_pid)
     for var in ("RAYON_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = "1"
     os.environ["TOKENIZERS_PARALLELISM"] = "false"
@@ -79,7 +82,10 @@ class LocalExecutor:
         ctx = multiprocessing.get_context("forkserver")
         counter = ctx.Value("i", 0)
         with ProcessPoolExecutor(
-            workers, mp_context=ctx, initializer=_init_worker, initargs=(counter, groups)
+            workers,
+            mp_context=ctx,
+            initializer=_init_worker,
+            initargs=(counter, groups, os.getpid()),
         ) as pool:
             yield from pool.map(run_map_task, tasks)
 

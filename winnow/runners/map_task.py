@@ -1,10 +1,12 @@
 """One unit of a map pass, run in a worker process (the local pool or a Spark task).
 
 A task reads its rows (an input chunk or an upstream part file), runs the pass's
-fused stage chain, and writes one part file, the rows each stage rejected, and a
-small JSON marker last. Stages are built and ``setup`` once per worker process and
-fed in slices of their ``resources.batch_rows``. Everything a task writes depends on
-its inputs only, so a task that is retried rewrites the same bytes.
+fused stage chain, and writes one part file, the rows each stage rejected (and, for
+an input chunk, its ids and lines for the duplicate check), and a small JSON marker
+last, which records each file's size and xxh3-128. Stages are built and ``setup``
+once per worker process and fed in slices of their ``resources.batch_rows``.
+Everything a task writes depends on its inputs only, so a task that is retried
+rewrites the same bytes.
 """
 
 from __future__ import annotations
@@ -18,13 +20,20 @@ from winnow.config import InputSpec
 from winnow.errors import LedgerError, WinnowError
 from winnow.files import write_json_atomic
 from winnow.io.chunks import Chunk
+from winnow.io.id_check import write_ids
 from winnow.io.readers import read_chunk
 from winnow.io.writers import read_table
 from winnow.ledger import StageCount, count_reasons
 from winnow.pipeline import StageRecipe
-from winnow.runners.layout import READ_STAGE, marker_path, write_part, write_rejected
+from winnow.runners.layout import (
+    READ_STAGE,
+    file_records,
+    marker_path,
+    write_part,
+    write_rejected,
+)
 from winnow.stages.base import MapStage, Output
-from winnow.table import REASON
+from winnow.table import ID, REASON
 
 
 @dataclass(frozen=True)
@@ -98,6 +107,7 @@ def process_in_batches(stage: MapStage, table: pa.Table) -> Output:
 def run_map_task(task: MapTask) -> dict:
     """Read one unit, run the fused chain, write part + rejected + marker."""
     counts: dict[str, StageCount] = {}
+    written: list[Path] = []
     if isinstance(task.source, Chunk):
         result = read_chunk(task.source, task.input_spec)
         table = result.table
@@ -105,7 +115,9 @@ def run_map_task(task: MapTask) -> dict:
         out = Output(table, result.rejected)
         counts[READ_STAGE] = count_output(READ_STAGE, rows_in, out, f" ({task.source.path})")
         if result.rejected.num_rows:
-            write_rejected(task.run_dir, READ_STAGE, task.index, result.rejected)
+            written.append(write_rejected(task.run_dir, READ_STAGE, task.index, result.rejected))
+        if task.input_spec.duplicate_ids == "fail":
+            written.append(write_ids(task.pass_dir, task.index, table.column(ID), result.lines))
     else:
         table = read_table(task.source)
     for stage in _stages_for(task):
@@ -116,10 +128,11 @@ def run_map_task(task: MapTask) -> dict:
         where = f" (part {task.index})"
         counts[stage.stage_id] = count_output(stage.stage_id, table.num_rows, out, where)
         if out.rejected is not None and out.rejected.num_rows:
-            write_rejected(task.run_dir, stage.stage_id, task.index, out.rejected)
+            written.append(write_rejected(task.run_dir, stage.stage_id, task.index, out.rejected))
         table = out.kept
-    write_part(task.pass_dir, task.index, table)
+    written.append(write_part(task.pass_dir, task.index, table))
     record = {"hash": task.pass_hash, "rows": table.num_rows}
     record["counts"] = {sid: c.to_json() for sid, c in counts.items()}
+    record["files"] = file_records(task.run_dir, written)
     write_json_atomic(marker_path(task.pass_dir, task.index), record)
     return record

@@ -7,6 +7,9 @@ runner
 
 - hashes it (its stages' recipes, its parents' hashes, the input chunks' stat) and
   skips it when its ``_SUCCESS`` carries the same hash and its side outputs are intact;
+  every part and rejected-rows file is recorded with its size and xxh3-128 (in the
+  part's marker, or a global pass's ``_SUCCESS``), and a file that is missing or
+  differs is named and exactly its task (or the global pass) is recomputed;
 - calls each stage's ``prepare`` once, here in the driver;
 - for a map pass, hands the executor one ``MapTask`` per input chunk or upstream part
   that has no current marker, with the pass's worker count: the runner's, capped by
@@ -14,8 +17,10 @@ runner
   the materialised parents;
 - records the counts and the digests of the stages' side outputs in ``_SUCCESS``.
 
-Then it cuts the sinks into ``data/``, checks the files against the counts,
-reconciles the ledger and writes ``ledger.json`` and ``manifest.json``. Part
+The whole run holds the run directory (``winnow.runners.rundir``: ownership and
+overlap checks, a lock, the in-progress mark). After the passes it checks the files
+against the counts, cuts the sinks into ``.data.new/``, reconciles the ledger, and
+only then publishes ``data/``, ``ledger.json`` and ``manifest.json`` together. Part
 boundaries depend only on the input and ``chunk_rows``, never on the worker count,
 and the final shards are cut from the concatenated stream, so output is
 byte-identical for any executor and any number of workers, and a run killed with
@@ -27,6 +32,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Protocol
@@ -34,15 +40,19 @@ from typing import Protocol
 import pyarrow as pa
 
 from winnow.config import INPUT, PipelineSpec, stage_parents
-from winnow.errors import LedgerError, WinnowError
+from winnow.errors import InputError, LedgerError, WinnowError
 from winnow.files import read_json, reset_dir, tree_digest, write_json_atomic
 from winnow.io.chunks import Chunk
 from winnow.io.discovery import plan_chunks
-from winnow.io.writers import ShardWriter, ipc_rows, read_table, write_table
+from winnow.io.id_check import first_duplicate
+from winnow.io.writers import ShardWriter, clone_or_copy, ipc_rows, read_table, write_table
 from winnow.ledger import Ledger, StageCount
 from winnow.plan import Pass, make_plan
+from winnow.runners import rundir
 from winnow.runners.layout import (
     READ_STAGE,
+    file_damage,
+    file_records,
     marker_path,
     part_path,
     pass_dir,
@@ -122,7 +132,11 @@ class Runner:
         success = folder / "_SUCCESS"
         if not self.force and success.exists():
             record = read_json(success)
-            if record["hash"] == pass_hash and self._side_outputs_intact(record):
+            if (
+                record["hash"] == pass_hash
+                and self._side_outputs_intact(record)
+                and self._files_intact(record, f"pass {p.id!r}")
+            ):
                 return folder, True
         hash_file = folder / "_HASH"
         stale = self.force or not hash_file.exists() or hash_file.read_text() != pass_hash
@@ -132,6 +146,23 @@ class Runner:
                 reset_dir(rejected_dir(self.run_dir, sid))
             hash_file.write_text(pass_hash)
         return folder, False
+
+    def _part_intact(self, task: MapTask) -> bool:
+        """The part has a current marker and its files match it; a damaged one is named."""
+        marker = marker_path(task.pass_dir, task.index)
+        if not marker.exists():
+            return False
+        record = read_json(marker)
+        if record["hash"] != task.pass_hash:
+            return False
+        return self._files_intact(record, "it")
+
+    def _files_intact(self, record: dict, redo: str) -> bool:
+        """Whether the files a completion record lists are unchanged; names one if not."""
+        problem = file_damage(self.run_dir, record.get("files", {}))
+        if problem:
+            print(f"winnow: {problem}; recomputing {redo}", file=sys.stderr)
+        return problem is None
 
     def _side_outputs_intact(self, record: dict) -> bool:
         return all(
@@ -150,6 +181,10 @@ class Runner:
             "counts": {sid: c.to_json() for sid, c in counts.items()},
             "side_outputs": side,
         }
+        if len(stages) == 1 and stages[0].kind == "global":  # map parts have markers
+            written = [*folder.glob("part-*.arrow")]
+            written += rejected_dir(self.run_dir, stages[0].stage_id).glob("part-*.arrow")
+            record["files"] = file_records(self.run_dir, written)
         write_json_atomic(folder / "_SUCCESS", record)
 
     # -- passes --------------------------------------------------------------------
@@ -169,18 +204,23 @@ class Runner:
             pass_hash = self._pass_hash(p, None)
         self.hashes[p.id] = pass_hash
         folder, done = self._prepare_pass_dir(p, pass_hash)
-        if done:
-            return _load_counts(folder)
-        stages = self._build(p)
         recipes = tuple(self.recipes[s] for s in p.stage_ids)
         tasks = [
             MapTask(folder, self.run_dir, pass_hash, i, src, self.spec.input, recipes)
             for i, src in enumerate(sources)
         ]
-        todo = [t for t in tasks if not _part_done(t)]
+        todo = [t for t in tasks if not self._part_intact(t)]
+        if done and not todo:
+            return _load_counts(folder)
+        (folder / "_SUCCESS").unlink(missing_ok=True)
+        stages = self._build(p)
         bar = progress.add_task(f"{p.id} (map)", total=len(tasks), completed=len(tasks) - len(todo))
         for _ in self.executor.map(todo, pass_resources(stages, self.workers)):
             progress.advance(bar)
+        if p.reads_input and self.spec.input.duplicate_ids == "fail":
+            repeat = first_duplicate(folder, [src.path for src in sources])
+            if repeat:
+                raise InputError(repeat)
         counts: dict[str, StageCount] = {}
         for t in tasks:
             record = read_json(marker_path(folder, t.index))
@@ -218,15 +258,21 @@ class Runner:
     def run(self, show_progress: bool = True) -> Ledger:
         from rich.progress import Progress
 
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        counts: dict[str, StageCount] = {}
-        enabled = show_progress and self.spec.runner.progress
-        with Progress(disable=not enabled, transient=False) as progress:
-            for p in self.plan.passes:
-                run_pass = self._run_map_pass if p.kind == "map" else self._run_global_pass
-                counts.update(run_pass(p, progress))
+        with rundir.claimed(self.run_dir, self.spec.input.paths(), self.force):
+            counts: dict[str, StageCount] = {}
+            enabled = show_progress and self.spec.runner.progress
+            with Progress(disable=not enabled, transient=False) as progress:
+                for p in self.plan.passes:
+                    run_pass = self._run_map_pass if p.kind == "map" else self._run_global_pass
+                    with rundir.disk_errors(f"pass {p.id!r}", pass_dir(self.run_dir, p.id)):
+                        counts.update(run_pass(p, progress))
+            self._check_files(counts)
+            with rundir.disk_errors("publishing", self.run_dir / rundir.NEW_DATA):
+                return self._publish(counts)
+
+    def _publish(self, counts: dict[str, StageCount]) -> Ledger:
+        """Cut the shards into ``.data.new``, reconcile, then swap them in as ``data/``."""
         outputs = self._write_outputs()
-        self._check_files(counts)
         order = [READ_STAGE] + [s.id for s in self.spec.stages]
         ledger = Ledger(
             stages={sid: counts[sid] for sid in order},
@@ -236,22 +282,23 @@ class Runner:
             outputs={sink: o["rows"] for sink, o in outputs.items()},
         )
         ledger.reconcile()
-        write_json_atomic(self.run_dir / "ledger.json", ledger.to_json())
-        write_json_atomic(self.run_dir / "manifest.json", self._manifest(outputs, ledger))
+        rundir.publish(self.run_dir, ledger.to_json(), self._manifest(outputs, ledger))
         return ledger
 
     def _write_outputs(self) -> dict[str, dict]:
-        """Cut each sink's parts into final shards under ``data/``."""
+        """Cut each sink's parts into final shards under ``.data.new/`` (``data/`` once
+        published)."""
         sinks = self.plan.sinks
         outputs = {}
         for sink in sinks:
-            target = self.run_dir / "data" / (sink.id if len(sinks) > 1 else "")
+            sub = sink.id if len(sinks) > 1 else ""
+            target = self.run_dir / rundir.NEW_DATA / sub
             files = pass_files(self.run_dir, sink.id)
             schema = unify_schemas([pa.ipc.open_file(str(f)).schema for f in files])
             if not schema.names:
                 schema = pa.schema([(ID, pa.string()), (TEXT, pa.string())])
             reset_dir(target)
-            shards = self._link_parts(files, schema, target)
+            shards = self._copy_parts(files, schema, target)
             if shards is None:
                 out = self.spec.output
                 writer = ShardWriter(target, out.format, out.shard_rows, out.shard_bytes)
@@ -259,7 +306,7 @@ class Runner:
                     writer.write(conform(read_table(f), schema))
                 shards = writer.close()
             outputs[sink.id] = {
-                "dir": str(target.relative_to(self.run_dir)),
+                "dir": str(Path("data") / sub),
                 "rows": sum(s["rows"] for s in shards),
                 "bytes": sum(s["bytes"] for s in shards),
                 "shards": shards,
@@ -267,10 +314,11 @@ class Runner:
             }
         return outputs
 
-    def _link_parts(self, files: list[Path], schema: pa.Schema, target: Path) -> list | None:
-        """Publish the sink's parts as shards without copying them (hard links), when
-        the output is Arrow and every part already fits the shard limits and schema.
-        Returns None when the stream must be re-cut by ``ShardWriter`` instead."""
+    def _copy_parts(self, files: list[Path], schema: pa.Schema, target: Path) -> list | None:
+        """Publish the sink's parts as shards as they are (reflinks or copies, never hard
+        links that would alias the pass's files), when the output is Arrow and every part
+        already fits the shard limits and schema. Returns None when the stream must be
+        re-cut by ``ShardWriter`` instead."""
         out = self.spec.output
         if out.format != "arrow":
             return None
@@ -285,7 +333,7 @@ class Runner:
         shards = []
         for i, (f, rows, size) in enumerate(nonempty):
             name = f"shard-{i:05d}.arrow"
-            os.link(f, target / name)
+            clone_or_copy(f, target / name)
             shards.append({"file": name, "rows": rows, "bytes": size})
         return shards
 
@@ -320,11 +368,6 @@ def _stat(path: str) -> tuple[int, int] | None:
     except OSError:
         return None
     return st.st_size, st.st_mtime_ns
-
-
-def _part_done(task: MapTask) -> bool:
-    marker = marker_path(task.pass_dir, task.index)
-    return marker.exists() and read_json(marker)["hash"] == task.pass_hash
 
 
 def _load_counts(folder: Path) -> dict[str, StageCount]:

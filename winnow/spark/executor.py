@@ -90,9 +90,7 @@ class SparkExecutor:
         backend = spark_backend(stage)
         if backend is None:
             kind = stage.name or type(stage).__name__  # plugins may leave name unset
-            log.warning(
-                "stage %r (%s): no Spark backend; ran on the driver", stage.stage_id, kind
-            )
+            log.warning("stage %r (%s): no Spark backend; ran on the driver", stage.stage_id, kind)
         if backend is None or data.num_rows == 0:
             return run_global_here(stage, data, folder, advance)
         with unwrap_errors():
@@ -116,4 +114,7 @@ def run_spark(
     spec: PipelineSpec, *, master: str | None = None, force: bool = False, progress: bool = False
 ) -> Ledger:
     """Run ``spec`` on Spark (``master`` as for ``get_session``) and return the ledger."""
-    return SparkRunner(spec, get_session(master), force=force).run(show_progress=progress)
+    quiet = {} if progress else {"spark.ui.showConsoleProgress": "false"}
+    return SparkRunner(spec, get_session(master, conf=quiet), force=force).run(
+        show_progress=progress
+    )
