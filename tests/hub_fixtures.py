@@ -51,9 +51,16 @@ def build_run(root: Path, docs: int = 300) -> Path:
     return run
 
 
+_BUILT: dict[str, Path] = {}
+
+
 @pytest.fixture(scope="session")
 def hub_run(tmp_path_factory) -> Path:
-    return build_run(tmp_path_factory.mktemp("hub-run"))
+    """One run for every module that imports this fixture (pytest would otherwise
+    build it once per importing module)."""
+    if "run" not in _BUILT:
+        _BUILT["run"] = build_run(tmp_path_factory.mktemp("hub-run"))
+    return _BUILT["run"]
 
 
 def expected_rows(run: Path) -> dict[str, int]:

@@ -20,6 +20,9 @@ from winnow.cli import main
 from winnow.errors import WinnowError
 from winnow.hub import CardOptions, RetryPolicy, plan_publish, publish
 
+# huggingface_hub's own LFS upload passes a file object as `data=` to its HTTP client
+pytestmark = pytest.mark.filterwarnings("ignore:Use 'content=<...>':DeprecationWarning")
+
 SENTINEL = "hf_SENTINELtoken0123456789abcdef"
 REPO = "tester/hubtest"
 FAST = RetryPolicy(attempts=4, base=0.01)
