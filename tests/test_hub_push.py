@@ -1,6 +1,8 @@
 """``winnow publish`` against the loopback Hub (tests/hub_server.py), spoken to by the
 real, unmodified ``huggingface_hub`` and ``datasets`` clients."""
 
+# ruff: noqa: F811  (pytest fixtures imported from hub_fixtures are test arguments)
+
 from __future__ import annotations
 
 import json
@@ -62,7 +64,7 @@ print(json.dumps(out))
 """
 
 
-def test_round_trip_private_byte_identical_loadable_and_card_last(hub_run, hub, tmp_path):  # noqa: F811
+def test_round_trip_private_byte_identical_loadable_and_card_last(hub_run, hub, tmp_path):
     tree = tmp_path / "tree"
     result = _publish(hub_run, tree, hub)
     assert len(result.commits) > 2 and hub.head(REPO) == result.commits[-1]
@@ -95,7 +97,7 @@ def test_round_trip_private_byte_identical_loadable_and_card_last(hub_run, hub, 
     assert hub.count("GET", r"/resolve/", status=206) > 0  # streaming used Range requests
 
 
-def test_republishing_an_unchanged_run_makes_zero_commits(hub_run, hub, tmp_path):  # noqa: F811
+def test_republishing_an_unchanged_run_makes_zero_commits(hub_run, hub, tmp_path):
     _publish(hub_run, tmp_path / "tree", hub)
     head = hub.head(REPO)
     commits = hub.count("POST", r"/commit/")
@@ -107,7 +109,7 @@ def test_republishing_an_unchanged_run_makes_zero_commits(hub_run, hub, tmp_path
     )
 
 
-def test_resume_after_a_500_on_commit_2_sends_nothing_twice(hub_run, hub, tmp_path, capsys):  # noqa: F811
+def test_resume_after_a_500_on_commit_2_sends_nothing_twice(hub_run, hub, tmp_path, capsys):
     tree = tmp_path / "tree"
     hub.fail("POST", r"/commit/", 500, times=1, skip=1)  # the second commit fails
     args = ["publish", str(hub_run), REPO, "--out", str(tree), "--endpoint", hub.endpoint]
@@ -127,7 +129,7 @@ def test_resume_after_a_500_on_commit_2_sends_nothing_twice(hub_run, hub, tmp_pa
     assert {p for p in hub.tree(REPO)} == {f["path"] for f in listing} | {"winnow/files.json"}
 
 
-def test_a_429_then_a_412_are_retried(hub_run, hub, tmp_path):  # noqa: F811
+def test_a_429_then_a_412_are_retried(hub_run, hub, tmp_path):
     hub.fail("POST", r"/commit/", 429, times=1, retry_after=0)
     hub.fail("POST", r"/commit/", 412, times=1)
     result = _publish(hub_run, tmp_path / "tree", hub)
@@ -137,7 +139,7 @@ def test_a_429_then_a_412_are_retried(hub_run, hub, tmp_path):  # noqa: F811
     assert set(hub.tree(REPO)) == set(_local_files(tmp_path / "tree"))
 
 
-def test_a_smaller_run_leaves_no_stale_shards(hub_run, hub, tmp_path):  # noqa: F811
+def test_a_smaller_run_leaves_no_stale_shards(hub_run, hub, tmp_path):
     big = tmp_path / "big"
     _publish(hub_run, big, hub, plan_kw={"rejected": True, "concat": True})
     api = huggingface_hub.HfApi(endpoint=hub.endpoint)
@@ -154,7 +156,7 @@ def test_a_smaller_run_leaves_no_stale_shards(hub_run, hub, tmp_path):  # noqa: 
     assert not any(p.startswith(("rejected/", "tokens/concat/")) for p in last)
 
 
-def test_branch_and_pull_request(hub_run, hub, tmp_path):  # noqa: F811
+def test_branch_and_pull_request(hub_run, hub, tmp_path):
     _publish(hub_run, tmp_path / "a", hub, revision="dev")
     repo = hub.repos[REPO]
     assert set(hub.tree(REPO, "dev")) == set(_local_files(tmp_path / "a"))
@@ -167,7 +169,7 @@ def test_branch_and_pull_request(hub_run, hub, tmp_path):  # noqa: F811
     assert receipt["pr_url"] == result.pr_url and receipt["commits"] == result.commits
 
 
-def test_the_token_never_leaks(hub_run, hub, tmp_path, capfd):  # noqa: F811
+def test_the_token_never_leaks(hub_run, hub, tmp_path, capfd):
     tree = tmp_path / "tree"
     args = ["publish", str(hub_run), REPO, "--out", str(tree), "--endpoint", hub.endpoint]
     assert main(args + ["--license", "mit", "--retries", "1"]) == 0
@@ -181,7 +183,7 @@ def test_the_token_never_leaks(hub_run, hub, tmp_path, capfd):  # noqa: F811
         assert SENTINEL.encode() not in hub.content(blob)
 
 
-def test_a_card_the_server_rejects_fails_before_any_upload(hub_run, hub, tmp_path):  # noqa: F811
+def test_a_card_the_server_rejects_fails_before_any_upload(hub_run, hub, tmp_path):
     plan = plan_publish(hub_run, REPO)
     card = CardOptions(license="not-a-license")
     with pytest.raises(WinnowError, match="rejects the card"):
@@ -189,3 +191,14 @@ def test_a_card_the_server_rejects_fails_before_any_upload(hub_run, hub, tmp_pat
     assert hub.count("POST", r"/validate-yaml") == 1
     assert hub.count("PUT", r"/lfs/") == 0 and hub.count("POST", r"/commit/") == 0
     assert hub.count("POST", r"/preupload/") == 0
+
+
+def test_a_wrong_token_is_a_one_line_error_not_a_resume(
+    hub_run, hub, tmp_path, capsys, monkeypatch
+):
+    monkeypatch.setenv("HF_TOKEN", "hf_wrong")
+    args = ["publish", str(hub_run), REPO, "--out", str(tmp_path / "t"), "--endpoint", hub.endpoint]
+    assert main(args + ["--retries", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("winnow: error: tester/hubtest at http://127.0.0.1:")
+    assert "401" in err[-1] and REPO not in hub.repos

@@ -4,6 +4,8 @@ Expected counts come from the run's ledger and bucket manifest (``expected_rows`
 never from the publish code.
 """
 
+# ruff: noqa: F811  (pytest fixtures imported from hub_fixtures are test arguments)
+
 from __future__ import annotations
 
 import hashlib
@@ -40,13 +42,13 @@ def _card_meta(tree) -> dict:
 
 
 @pytest.fixture(scope="module")
-def tree(hub_run, tmp_path_factory):  # noqa: F811
+def tree(hub_run, tmp_path_factory):
     out = tmp_path_factory.mktemp("tree") / "tree"
     _stage(hub_run, out)
     return out
 
 
-def test_dry_run_loads_every_config_with_the_ledger_counts(hub_run, tmp_path, capsys):  # noqa: F811
+def test_dry_run_loads_every_config_with_the_ledger_counts(hub_run, tmp_path, capsys):
     out = tmp_path / "tree"
     args = ["publish", str(hub_run), "tester/hubtest", "--dry-run", "--out", str(out)]
     assert main(args + ["--rejected", "--concat"]) == 0
@@ -73,7 +75,7 @@ def test_dry_run_loads_every_config_with_the_ledger_counts(hub_run, tmp_path, ca
     assert dict(pairs) == want
 
 
-def test_text_config_keeps_every_kept_row_and_column(hub_run, tree):  # noqa: F811
+def test_text_config_keeps_every_kept_row_and_column(hub_run, tree):
     import pyarrow as pa
 
     source = pa.concat_tables(
@@ -85,7 +87,7 @@ def test_text_config_keeps_every_kept_row_and_column(hub_run, tree):  # noqa: F8
     assert staged.replace_schema_metadata(None).equals(source.replace_schema_metadata(None))
 
 
-def test_tampered_num_examples_makes_load_dataset_fail(hub_run, tree, tmp_path):  # noqa: F811
+def test_tampered_num_examples_makes_load_dataset_fail(hub_run, tree, tmp_path):
     bad = tmp_path / "bad"
     shutil.copytree(tree, bad)
     card = (bad / "README.md").read_text()
@@ -100,7 +102,7 @@ def test_tampered_num_examples_makes_load_dataset_fail(hub_run, tree, tmp_path):
     assert ok.num_rows == expected_rows(hub_run)["len_32"]
 
 
-def test_two_dry_runs_give_identical_bytes(hub_run, tree, tmp_path):  # noqa: F811
+def test_two_dry_runs_give_identical_bytes(hub_run, tree, tmp_path):
     again = tmp_path / "again"
     _stage(hub_run, again)
     files = sorted(p.relative_to(tree) for p in tree.rglob("*") if p.is_file())
@@ -109,7 +111,7 @@ def test_two_dry_runs_give_identical_bytes(hub_run, tree, tmp_path):  # noqa: F8
         assert (tree / rel).read_bytes() == (again / rel).read_bytes(), rel
 
 
-def test_files_json_lists_every_file_with_hash_rows_and_sources(hub_run, tree):  # noqa: F811
+def test_files_json_lists_every_file_with_hash_rows_and_sources(hub_run, tree):
     listing = json.loads((tree / "winnow" / "files.json").read_text())["files"]
     on_disk = {p.relative_to(tree).as_posix() for p in tree.rglob("*") if p.is_file()}
     assert {f["path"] for f in listing} == on_disk - {"winnow/files.json"}
@@ -121,7 +123,7 @@ def test_files_json_lists_every_file_with_hash_rows_and_sources(hub_run, tree): 
             assert f["sources"] and all((hub_run / s).is_file() for s in f["sources"])
 
 
-def test_parquet_carries_zstd_page_index_and_tokenizer_metadata(hub_run, tree):  # noqa: F811
+def test_parquet_carries_zstd_page_index_and_tokenizer_metadata(hub_run, tree):
     manifest = json.loads((hub_run / "buckets" / "manifest.json").read_text())
     path = next((tree / "tokens" / "len_64").glob("*.parquet"))
     meta = pq.ParquetFile(path).metadata
@@ -133,7 +135,7 @@ def test_parquet_carries_zstd_page_index_and_tokenizer_metadata(hub_run, tree): 
     assert (tree / "winnow" / "tokenizer.json").is_file()
 
 
-def test_card_shows_ledger_reconciliation_and_size(hub_run, tree):  # noqa: F811
+def test_card_shows_ledger_reconciliation_and_size(hub_run, tree):
     card = (tree / "README.md").read_text()
     ledger = json.loads((hub_run / "ledger.json").read_text())
     for sid, c in ledger["stages"].items():
@@ -148,7 +150,7 @@ def test_card_shows_ledger_reconciliation_and_size(hub_run, tree):  # noqa: F811
     assert todo_sections(card) == ["Limitations", "Personal and sensitive information"]
 
 
-def test_public_needs_a_license_and_filled_sections(hub_run, tmp_path):  # noqa: F811
+def test_public_needs_a_license_and_filled_sections(hub_run, tmp_path):
     plan = plan_publish(hub_run, "tester/hubtest")
     with pytest.raises(WinnowError, match="license"):
         publish(plan, tmp_path / "t1", CardOptions(), public=True)
@@ -160,7 +162,7 @@ def test_public_needs_a_license_and_filled_sections(hub_run, tmp_path):  # noqa:
     assert todo_sections((tmp_path / "t3" / "README.md").read_text()) == []
 
 
-def test_bad_inputs_give_one_line_errors(hub_run, tmp_path):  # noqa: F811
+def test_bad_inputs_give_one_line_errors(hub_run, tmp_path):
     with pytest.raises(WinnowError, match="NAMESPACE/NAME"):
         plan_publish(hub_run, "no-namespace")
     with pytest.raises(WinnowError, match="not an output"):

@@ -4,6 +4,8 @@ Golden numbers come from ledger.json and from pyarrow reads of the run's files,
 never from the report code.
 """
 
+# ruff: noqa: F811  (pytest fixtures imported from hub_fixtures are test arguments)
+
 from __future__ import annotations
 
 import json
@@ -44,12 +46,12 @@ def _table(files) -> pa.Table:
 
 
 @pytest.fixture(scope="module")
-def report(hub_run, tmp_path_factory):  # noqa: F811
+def report(hub_run, tmp_path_factory):
     return write_report(hub_run, tmp_path_factory.mktemp("report") / "report.html")
 
 
 @needs_chromium
-def test_report_loads_in_chromium_without_errors_and_shows_the_ledger(hub_run, report, tmp_path):  # noqa: F811
+def test_report_loads_in_chromium_without_errors_and_shows_the_ledger(hub_run, report, tmp_path):
     page = load_page(report.as_uri(), READ_NUMBERS, height=4000)
     assert page.errors == []
     assert page.screenshot.startswith(b"\x89PNG") and len(page.screenshot) > 50_000
@@ -87,7 +89,7 @@ def test_the_browser_check_catches_errors(tmp_path):
     assert any("boom" in e for e in errors) and any("load failed" in e for e in errors)
 
 
-def test_histograms_count_every_kept_and_rejected_row(hub_run):  # noqa: F811
+def test_histograms_count_every_kept_and_rejected_row(hub_run):
     stats = collect(hub_run)
     hist = next(h for h in stats.scores if h.column == "gopher_dup_line_frac")
     kept = _table(sorted((hub_run / "data").glob("*.arrow")))
@@ -112,7 +114,7 @@ def test_histograms_count_every_kept_and_rejected_row(hub_run):  # noqa: F811
     assert examples == want
 
 
-def test_report_is_self_contained_and_deterministic(hub_run, report, tmp_path, capsys):  # noqa: F811
+def test_report_is_self_contained_and_deterministic(hub_run, report, tmp_path, capsys):
     html = report.read_text()
     refs = re.findall(r'(?:src|href)="([^"]*)"', html)
     assert refs and all(r.startswith("data:") for r in refs)

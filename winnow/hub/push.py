@@ -67,18 +67,36 @@ def git_blob_oid(path: Path) -> str:
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
 
 
+def transport_errors() -> tuple[type[Exception], ...]:
+    """Connection-level errors of the HTTP library huggingface_hub uses (httpx2 in
+    2.x, httpx in 1.x): a refused or dropped connection, a timeout."""
+    import importlib
+
+    found = []
+    for name in ("httpx2", "httpx"):
+        try:
+            found.append(importlib.import_module(name).TransportError)
+        except (ImportError, AttributeError):
+            continue
+    return tuple(found)
+
+
 def with_retries(fn: Callable, policy: RetryPolicy, log: Callable[[str], None], what: str):
+    """``fn()``, retried on 408/412/429/5xx and on connection errors."""
     from huggingface_hub.errors import HfHubHTTPError
 
+    transient = (HfHubHTTPError, *transport_errors())
     for attempt in range(policy.attempts):
         try:
             return fn()
-        except HfHubHTTPError as exc:
-            status = exc.response.status_code if exc.response is not None else None
-            if status not in RETRY_STATUS or attempt == policy.attempts - 1:
+        except transient as exc:
+            response = getattr(exc, "response", None) if isinstance(exc, HfHubHTTPError) else None
+            status = response.status_code if response is not None else None
+            retryable = status in RETRY_STATUS or not isinstance(exc, HfHubHTTPError)
+            if not retryable or attempt == policy.attempts - 1:
                 raise
-            wait = policy.delay(attempt, exc.response.headers.get("Retry-After"))
-            log(f"{what}: HTTP {status}, retrying in {wait:.1f}s")
+            wait = policy.delay(attempt, response.headers.get("Retry-After") if response else None)
+            log(f"{what}: {f'HTTP {status}' if status else _first_line(exc)}, retry in {wait:.1f}s")
             time.sleep(wait)
     raise AssertionError("unreachable")
 
@@ -110,26 +128,15 @@ def validate_card(api, tree: Path) -> None:
     hf_raise_for_status(response)
 
 
-def push_tree(
-    tree: Path,
-    repo_id: str,
-    *,
-    endpoint: str | None = None,
-    private: bool = True,
-    revision: str = "main",
-    create_pr: bool = False,
-    max_files: int = 100,
-    retry: RetryPolicy | None = None,
-    log: Callable[[str], None] = print,
-) -> PushResult:
-    from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).splitlines() or [type(exc).__name__])[0]
+
+
+def _plan_commits(api, tree: Path, repo_id: str, private: bool, revision: str, call):
+    """Create the repo (and branch), validate the card, diff the remote tree.
+
+    Returns the repo URL, the stale remote paths and the changed local files."""
     from huggingface_hub.hf_api import RepoFile
-
-    retry = retry or RetryPolicy()
-    api = HfApi(endpoint=endpoint)
-
-    def call(what, fn, *args, **kwargs):
-        return with_retries(lambda: fn(*args, **kwargs), retry, log, what)
 
     url = call(
         "create repo", api.create_repo, repo_id, repo_type="dataset", private=private, exist_ok=True
@@ -155,9 +162,39 @@ def push_tree(
     remote = {f.path: f for f in listing if isinstance(f, RepoFile)}
     local = load_files(tree)
     changed = [f for f in local if not _unchanged(remote.get(f["path"]), f, tree)]
-    stale = sorted(
-        p for p in remote if p.startswith(MANAGED) and p not in {f["path"] for f in local}
-    )
+    paths = {f["path"] for f in local}
+    stale = sorted(p for p in remote if p.startswith(MANAGED) and p not in paths)
+    return url, changed, stale
+
+
+def push_tree(
+    tree: Path,
+    repo_id: str,
+    *,
+    endpoint: str | None = None,
+    private: bool = True,
+    revision: str = "main",
+    create_pr: bool = False,
+    max_files: int = 100,
+    retry: RetryPolicy | None = None,
+    log: Callable[[str], None] = print,
+) -> PushResult:
+    """Commit the difference between ``tree`` and the remote ``revision``. With
+    ``create_pr`` the commits go to a new pull request (diffed against ``revision``;
+    re-running opens another one)."""
+    from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
+    from huggingface_hub.errors import HfHubHTTPError
+
+    retry = retry or RetryPolicy()
+    api = HfApi(endpoint=endpoint)
+
+    def call(what, fn, *args, **kwargs):
+        return with_retries(lambda: fn(*args, **kwargs), retry, log, what)
+
+    try:
+        url, changed, stale = _plan_commits(api, tree, repo_id, private, revision, call)
+    except (HfHubHTTPError, *transport_errors()) as exc:
+        raise WinnowError(f"{repo_id} at {api.endpoint}: {_first_line(exc)}") from exc
     data = [f for f in changed if not _is_last(f["path"])]
     batches = [data[i : i + max_files] for i in range(0, len(data), max_files)]
     last = [f for f in changed if _is_last(f["path"])]
@@ -187,12 +224,11 @@ def push_tree(
                 revision=target,
                 create_pr=create_pr and i == 0,
             )
-        except Exception as exc:
+        except Exception as exc:  # HTTP, transport and upload errors alike
             status = getattr(getattr(exc, "response", None), "status_code", None)
-            first = (str(exc).splitlines() or [type(exc).__name__])[0]
             if status is not None and status not in RETRY_STATUS:
-                raise WinnowError(f"{repo_id}: commit {i + 1} refused: {first}") from exc
-            raise PushInterrupted(i, len(batches), first) from exc
+                raise WinnowError(f"{repo_id}: commit {i + 1} refused: {_first_line(exc)}") from exc
+            raise PushInterrupted(i, len(batches), _first_line(exc)) from exc
         if create_pr and i == 0:
             target, result.pr_url = info.pr_revision, info.pr_url
         result.commits.append(info.oid)
