@@ -51,7 +51,11 @@ class RunStats:
 
 
 def _dataset(files: list[Path]) -> pads.Dataset | None:
-    return pads.dataset([str(f) for f in files], format="ipc") if files else None
+    """Arrow IPC shards, or Parquet ones for runs with ``output.format: parquet``."""
+    if not files:
+        return None
+    fmt = "parquet" if files[0].suffix == ".parquet" else "ipc"
+    return pads.dataset([str(f) for f in files], format=fmt)
 
 
 def _numeric(t: pa.DataType) -> bool:
