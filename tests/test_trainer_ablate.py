@@ -116,3 +116,46 @@ def test_ablation_cli_and_config_errors(variants, tmp_path, capsys):
         parse_ablation_config(ablation(variants, tmp_path / "x", eval_on=["nope"]))
     with pytest.raises(ConfigError, match=r"base: optim\.lrr: unknown key"):
         parse_ablation_config(ablation(variants, tmp_path / "x", base={"optim": {"lrr": 1}}))
+
+
+@pytest.mark.slow
+def test_scales_report_rank_agreement(variants, tmp_path):
+    """Two scales of the same variants: each scale is a full ablation under
+    ``out/scales/<name>``; the rank agreement matches Spearman of their means."""
+    from scipy.stats import spearmanr
+
+    cfg = ablation(variants, tmp_path / "sc", eval_on=["curated"])
+    cfg["variants"]["curated_concat"] = {"path": variants["curated"], "mode": "concat"}
+    cfg["base"]["train"]["steps"] = 8
+    cfg["scales"] = [
+        {"name": "small", "set": {"model.n_embd": 32, "model.n_head": 2}},
+        {"name": "large", "set": {}, "seeds": [0, 1, 2]},
+    ]
+    logs = []
+    res = run_ablation(cfg, log=logs.append)
+    assert sum("training" in m for m in logs) == 3 * 2 + 3 * 3
+    small = json.loads((tmp_path / "sc" / "scales" / "small" / "results.json").read_text())
+    large = json.loads((tmp_path / "sc" / "scales" / "large" / "results.json").read_text())
+    assert small["seeds"] == [0, 1] and large["seeds"] == [0, 1, 2]
+    names = sorted(cfg["variants"])
+    rows = {r["metric"]: r for r in res["agreement"]}
+    for metric in ("loss@curated", "train_loss"):
+        a = [small["variants"][v][metric]["mean"] for v in names]
+        b = [large["variants"][v]["loss@curated"]["mean"] for v in names]
+        row = rows[metric]["vs_primary"]
+        assert row["rho"] == pytest.approx(spearmanr(a, b)[0])
+        lo, hi = row["rho_ci"]
+        assert -1 <= lo <= hi <= 1 and 0 <= row["winner_agreement"] <= 1
+    assert "tokens_per_s" not in rows and res["best_predictor"] in rows
+    best = res["agreement"][0]["vs_primary"]["rho"]
+    assert not any(r["vs_primary"]["rho"] > best for r in res["agreement"])
+    md = (tmp_path / "sc" / "results.md").read_text()
+    assert "## Does `small` predict `large`?" in md and "| loss@curated |" in md
+    # a rerun reuses every run of both scales
+    logs.clear()
+    run_ablation(cfg, log=logs.append)
+    assert logs and all("reusing" in m for m in logs)
+    with pytest.raises(ConfigError, match=r"scales\.0\.set: model\.n_embdd: unknown key"):
+        parse_ablation_config({**cfg, "scales": [{"name": "a", "set": {"model.n_embdd": 3}}] * 2})
+    with pytest.raises(ConfigError, match="scales: names must be unique"):
+        parse_ablation_config({**cfg, "scales": [{"name": "a"}, {"name": "a"}]})

@@ -100,6 +100,20 @@ def test_document_loss_bpb_and_positions_match_brute_force(model):
     assert res["by_position"]["0-63"] == pytest.approx(np.mean(by_pos[0]), rel=1e-5)
 
 
+def test_late_loss_counts_predictions_with_long_context(model):
+    span = np.random.default_rng(1).integers(0, 256, 40).astype(np.uint16)
+    res = score_documents(model, [Document(1, "a", [span])], 16, CPU, late_from=6)
+    late = []
+    for t, loss in brute_force_losses(model, span, 16).items():
+        start = max(s for s, e, f in windows(len(span), 16) if s + f + 1 <= t < e)
+        if t - 1 - start >= 6:  # the window position that predicts t
+            late.append(loss)
+    assert res["late"]["tokens"] == len(late) and res["late"]["from"] == 6
+    assert res["late"]["loss"] == pytest.approx(np.mean(late), rel=1e-5)
+    short = score_documents(model, [Document(1, "a", [span[:5]])], 16, CPU, late_from=6)
+    assert short["late"] == {"from": 6, "loss": None, "tokens": 0}
+
+
 def test_position_bins():
     assert list(position_bin(np.array([0, 63, 64, 127, 128, 255, 256, 8191]))) == [
         0,
@@ -186,6 +200,17 @@ def test_task_files_and_accuracy(model, tmp_path):
         [np.argmax(choice_logprobs(model, ByteTokenizer(), i, 64, CPU)) == i["gold"] for i in items]
     )
     assert res["acc"] == expected and res["n"] == 6
+    # continuous scores: per-byte log-probability of the gold choice, and its softmax
+    # share among the choices' per-byte scores
+    lpb, prob = [], []
+    for i in items:
+        lp = choice_logprobs(model, ByteTokenizer(), i, 64, CPU)
+        per_byte = np.array([v / len(c.encode()) for v, c in zip(lp, i["choices"], strict=True)])
+        lpb.append(per_byte[i["gold"]])
+        prob.append(np.exp(per_byte[i["gold"]]) / np.exp(per_byte).sum())
+    assert res["gold_lpb"] == pytest.approx(np.mean(lpb), rel=1e-6)
+    assert res["gold_prob"] == pytest.approx(np.mean(prob), rel=1e-6)
+    assert 0 < res["gold_prob"] < 1
     alt = tmp_path / "alt.jsonl"
     alt.write_text(json.dumps({"context": "a", "endings": ["b", "c"], "label": 1}) + "\n")
     assert load_task(alt)[0]["gold"] == 1

@@ -33,9 +33,10 @@ from winnow.trainer.config import (
 )
 from winnow.trainer.data import BucketDataset, fingerprint
 from winnow.trainer.eval import evaluate
+from winnow.trainer.rank_stats import rank_agreement
 from winnow.trainer.train import Trainer
 
-HIGHER_IS_BETTER = ("acc",)
+HIGHER_IS_BETTER = ("acc", "gold_")
 
 
 def t_interval(values) -> tuple[float, float | None]:
@@ -54,20 +55,26 @@ def higher_is_better(metric: str) -> bool:
 
 
 def run_metrics(results: dict, cross: dict[str, dict]) -> dict[str, float]:
-    """Flat metrics of one run: ``loss@SET``, ``bpb@SET``, ``loss@SET/SOURCE``, task
-    ``acc@TASK`` / ``acc_norm@TASK``, ``train_loss`` and ``tokens_per_s``."""
+    """Flat metrics of one run: ``loss@SET``, ``bpb@SET``, ``loss@SET/SOURCE``,
+    ``bpb@SET/SOURCE``, ``late_loss@SET`` (predictions with long context), task
+    ``acc@TASK`` / ``acc_norm@TASK`` / ``gold_lpb@TASK`` / ``gold_prob@TASK``,
+    ``train_loss``, ``tokens_per_s`` and ``train_seconds`` (steady-state step time
+    times steps, evaluation excluded)."""
     m = {"train_loss": results["final_train_loss"]}
     if results.get("tokens_per_s"):
         m["tokens_per_s"] = results["tokens_per_s"]
+        m["train_seconds"] = results["tokens"] / results["tokens_per_s"]
     for name, ev in cross.items():
         held = ev["heldout"]
         m[f"loss@{name}"] = held["all"]["loss"]
         m[f"bpb@{name}"] = held["all"]["bpb"]
+        m[f"late_loss@{name}"] = held.get("late", {}).get("loss")
         for source, s in held["by_source"].items():
             m[f"loss@{name}/{source}"] = s["loss"]
+            m[f"bpb@{name}/{source}"] = s["bpb"]
     for task, r in results["eval"].get("tasks", {}).items():
-        m[f"acc@{task}"] = r["acc"]
-        m[f"acc_norm@{task}"] = r["acc_norm"]
+        for key in ("acc", "acc_norm", "gold_lpb", "gold_prob"):
+            m[f"{key}@{task}"] = r.get(key)
     return {k: v for k, v in m.items() if v is not None}  # no bpb without byte lengths
 
 
@@ -246,6 +253,8 @@ def run_ablation(config, overrides=None, log: Callable[[str], None] = print) -> 
         cfg = parse_ablation_config(apply_overrides(copy.deepcopy(config), overrides))
     else:
         cfg = config
+    if cfg.scales:
+        return run_scales(cfg, log)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     variants = list(cfg.variants)
@@ -285,6 +294,102 @@ def run_ablation(config, overrides=None, log: Callable[[str], None] = print) -> 
     return results
 
 
+def run_scales(cfg: AblationConfig, log: Callable[[str], None] = print) -> dict:
+    """Every variant x seed at each scale (under ``out/scales/<name>``), then the rank
+    agreement of the first (small) scale with the last (large) one, per small-scale
+    metric: against the same metric at the large scale, and against the large
+    scale's primary metric (which small-scale metric predicts the decision best)."""
+    per: dict[str, dict] = {}
+    for s in cfg.scales:
+        sub = cfg.model_copy(
+            update={
+                "out": str(Path(cfg.out) / "scales" / s.name),
+                "base": apply_overrides(copy.deepcopy(cfg.base), s.set),
+                "seeds": s.seeds or cfg.seeds,
+                "scales": None,
+            }
+        )
+        per[s.name] = run_ablation(sub, log=log)
+    small, large = per[cfg.scales[0].name], per[cfg.scales[-1].name]
+    primary = large["primary"]
+    target = _by_seed(large, primary)
+    rows = []
+    for metric in sorted({k for ms in small["variants"].values() for k in ms}):
+        values = _by_seed(small, metric)
+        if values is None or target is None or metric in _NOT_QUALITY:
+            continue
+        flips = {"flip_small": higher_is_better(metric), "flip_large": higher_is_better(primary)}
+        row = {"metric": metric, "vs_primary": rank_agreement(values, target, **flips)}
+        same = _by_seed(large, metric)
+        if same is not None:
+            flips["flip_large"] = higher_is_better(metric)
+            row["vs_same"] = rank_agreement(values, same, **flips)
+        rows.append(row)
+    rows.sort(
+        key=lambda r: tuple(
+            -_finite(x) for x in (r["vs_primary"]["rho"], *r["vs_primary"]["rho_ci"])
+        )
+    )
+    names = [s.name for s in cfg.scales]
+    results = {
+        "name": cfg.name,
+        "primary": primary,
+        "scales": {n: {k: per[n][k] for k in ("ranking", "table", "variants")} for n in names},
+        "agreement": rows,
+        "best_predictor": rows[0]["metric"] if rows else None,
+    }
+    md = [f"# Ablation {cfg.name} at scales {', '.join(names)}\n"]
+    for n in names:
+        md += [
+            f"## {n}\n",
+            per[n]["table"],
+            f"\nRanking by `{primary}`: {', '.join(per[n]['ranking'])}\n",
+        ]
+    md += [
+        f"## Does `{names[0]}` predict `{names[-1]}`?\n",
+        f"Spearman rho of variant means (95% bootstrap interval over seeds) between each "
+        f"`{names[0]}` metric and `{primary}` at `{names[-1]}`, and the same metric at both "
+        "scales; winner: share of bootstrap draws where both scales pick the same best variant.\n",
+        f"| {names[0]} metric | rho vs {names[-1]} {primary} | winner "
+        f"| rho vs itself at {names[-1]} |",
+        "|---|---|---|---|",
+    ]
+    for r in rows:
+        a, same = r["vs_primary"], r.get("vs_same")
+        md.append(
+            f"| {r['metric']} | {_rho(a)} | {a['winner_agreement']:.0%} | "
+            f"{_rho(same) if same else '-'} |"
+        )
+    atomic_write(Path(cfg.out) / "results.json", json.dumps(results, indent=2).encode())
+    atomic_write(Path(cfg.out) / "results.md", ("\n".join(md) + "\n").encode())
+    results["table"] = "\n".join(md[-len(rows) - 2 :])
+    results["ranking"] = per[names[-1]]["ranking"]
+    return results
+
+
+_NOT_QUALITY = ("tokens_per_s", "train_seconds")
+
+
+def _by_seed(results: dict, metric: str) -> dict[str, list[float]] | None:
+    """variant -> the metric's values by seed, or None when a run lacks it."""
+    out = {}
+    for v, ms in results["variants"].items():
+        e = ms.get(metric)
+        if e is None or e["n"] != len(results["seeds"]):
+            return None
+        out[v] = e["values"]
+    return out
+
+
+def _finite(x: float) -> float:
+    return -math.inf if math.isnan(x) else x
+
+
+def _rho(a: dict) -> str:
+    lo, hi = a["rho_ci"]
+    return f"{a['rho']:+.2f} [{lo:+.2f}, {hi:+.2f}]"
+
+
 def _distinct_paths(cfg: AblationConfig) -> list[str]:
     seen, out = set(), []
     for name, v in cfg.variants.items():
@@ -311,6 +416,8 @@ def cli_ablate(args) -> int:
     results = run_ablation(args.config, cli_overrides(args))
     print(results["table"])
     print(f"ranking by {results['primary']}: {', '.join(results['ranking'])}")
-    for p in results["plots"]:
+    if results.get("best_predictor"):
+        print(f"best small-scale predictor of {results['primary']}: {results['best_predictor']}")
+    for p in results.get("plots", []):
         print(f"plot: {p}")
     return 0

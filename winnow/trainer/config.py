@@ -13,7 +13,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from winnow.config import format_validation_error, set_dotted
+from winnow.config import format_validation_error, read_yaml, set_dotted
 from winnow.errors import ConfigError
 from winnow.trainer.curricula import CURRICULA
 from winnow.trainer.model import PRESETS
@@ -105,6 +105,7 @@ class EvalConfig(Strict):
     token_bytes: str = "auto"  # auto | bytes | path to a .npy of byte lengths per token id
     tokenizer: str = "auto"  # for tasks: auto | bytes | path to a tokenizer.json
     tasks: list[str] = Field(default_factory=list)  # JSONL multiple-choice files
+    late_from: int = Field(default=128, gt=0)  # `late` loss: predictions with >= this context
 
 
 class TrainConfig(Strict):
@@ -121,6 +122,14 @@ class VariantConfig(Strict):
     mode: Literal["bucket", "concat"] | None = None  # default: the ablation's data.mode
 
 
+class ScaleConfig(Strict):
+    """One model scale of a multi-scale ablation: dotted overrides of ``base``."""
+
+    name: str
+    set: dict[str, Any] = Field(default_factory=dict)  # e.g. {model.preset: p10m}
+    seeds: list[int] | None = Field(default=None, min_length=1)  # default: the ablation's
+
+
 class AblationConfig(Strict):
     """Same model on several dataset variants x seeds; ``base`` is a train config
     without ``out`` and ``data.path`` (each run fills them in)."""
@@ -133,6 +142,9 @@ class AblationConfig(Strict):
     primary: str | None = None  # metric to rank by; default: loss on the first eval set
     baseline: str | None = None  # variant the differences are taken against; default: first
     base: dict[str, Any] = Field(default_factory=dict)
+    # two or more scales: run every variant x seed at each, then report how well the
+    # first (smallest) scale's ranking predicts the last one's
+    scales: list[ScaleConfig] | None = Field(default=None, min_length=2)
 
     @field_validator("variants")
     @classmethod
@@ -142,25 +154,13 @@ class AblationConfig(Strict):
         return {k: VariantConfig(path=x) if isinstance(x, str) else x for k, x in v.items()}
 
 
-def _validate(model: type[BaseModel], data: Any, source: str):
+def validate_model(model: type[BaseModel], data: Any, source: str):
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: top level must be a mapping, got {type(data).__name__}")
     try:
         return model.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(f"{source}: {format_validation_error(exc)}") from None
-
-
-def read_yaml(path: str | Path) -> Any:
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: config file not found")
-    try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise ConfigError(f"{where}: invalid YAML ({getattr(exc, 'problem', exc)})") from None
 
 
 def apply_overrides(data: dict, overrides: list[str] | dict | None) -> dict:
@@ -178,13 +178,18 @@ def apply_overrides(data: dict, overrides: list[str] | dict | None) -> dict:
 
 
 def parse_train_config(data: Any, source: str = "<train config>") -> TrainConfig:
-    return _validate(TrainConfig, data, source)
+    return validate_model(TrainConfig, data, source)
 
 
 def parse_ablation_config(data: Any, source: str = "<ablation config>") -> AblationConfig:
-    cfg = _validate(AblationConfig, data, source)
+    cfg = validate_model(AblationConfig, data, source)
     probe = apply_overrides(copy.deepcopy(cfg.base), {"out": "-", "data.path": "-"})
-    _validate(TrainConfig, probe, f"{source}: base")
+    validate_model(TrainConfig, probe, f"{source}: base")
+    for i, scale in enumerate(cfg.scales or []):
+        scaled = apply_overrides(copy.deepcopy(probe), scale.set)
+        validate_model(TrainConfig, scaled, f"{source}: scales.{i}.set")
+    if cfg.scales and len({s.name for s in cfg.scales}) != len(cfg.scales):
+        raise ConfigError(f"{source}: scales: names must be unique")
     for name in cfg.eval_on or []:
         if name not in cfg.variants:
             raise ConfigError(f"{source}: eval_on: unknown variant {name!r}")

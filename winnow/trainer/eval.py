@@ -32,6 +32,7 @@ from winnow.errors import InputError
 from winnow.trainer.data import BucketDataset, Document
 
 LN2 = math.log(2)
+LATE_FROM = 128  # context length from which a prediction counts as "late"
 
 
 # --------------------------------------------------------------------------- tokens and bytes
@@ -199,9 +200,13 @@ def score_documents(
     autocast=None,
     token_bytes: np.ndarray | None = None,
     batch_tokens: int = 16384,
+    late_from: int = LATE_FROM,
 ) -> dict:
     """Per-source and overall loss (nats/token) and bits per byte over whole held-out
-    documents, plus loss by window position (how much context the prediction had)."""
+    documents, loss by window position (how much context the prediction had), and
+    ``late``: the loss of predictions with at least ``late_from`` tokens of context,
+    which small models learn later than unigram statistics (so it separates data
+    choices that the overall loss, dominated by early positions, blurs)."""
     seqs, meta = [], []  # meta: (source, span, start, first)
     for doc in docs:
         for span in doc.spans:
@@ -211,6 +216,7 @@ def score_documents(
     losses = token_losses(model, seqs, device, autocast, batch_tokens)
     stats: dict[str, list[float]] = {}  # source -> [nats, tokens, bytes, docs]
     pos_nats: dict[int, list[float]] = {}
+    late = [0.0, 0]
     for (source, span, start, first), ce in zip(meta, losses, strict=True):
         ce = ce[first:].astype(np.float64)
         targets = span[start + first + 1 : start + len(ce) + first + 1]
@@ -219,7 +225,10 @@ def score_documents(
         s[1] += len(ce)
         if token_bytes is not None:
             s[2] += int(token_bytes[targets.astype(np.int64)].sum())
-        bins = position_bin(np.arange(first, first + len(ce)))
+        pos = np.arange(first, first + len(ce))
+        late[0] += ce[pos >= late_from].sum()
+        late[1] += int((pos >= late_from).sum())
+        bins = position_bin(pos)
         for b in np.unique(bins):
             acc = pos_nats.setdefault(int(b), [0.0, 0])
             acc[0] += ce[bins == b].sum()
@@ -242,6 +251,11 @@ def score_documents(
         "all": summary(*total),
         "by_source": {k: summary(*v) for k, v in sorted(stats.items())},
         "by_position": {_bin_label(b): v[0] / v[1] for b, v in sorted(pos_nats.items())},
+        "late": {
+            "from": late_from,
+            "loss": late[0] / late[1] if late[1] else None,
+            "tokens": late[1],
+        },
     }
 
 
@@ -298,17 +312,32 @@ def choice_logprobs(
 
 def score_task(model, tokenizer, items: list[dict], max_len: int, device, autocast=None) -> dict:
     """Accuracy by total log-probability (``acc``) and by log-probability per UTF-8 byte
-    of the choice (``acc_norm``)."""
+    of the choice (``acc_norm``), and two continuous scores, which separate small
+    models long before accuracy does (DataDecide): ``gold_lpb``, the mean
+    log-probability per byte of the right choice, and ``gold_prob``, the mean
+    probability of the right choice when the per-byte scores are normalised over the
+    choices (a softmax)."""
     hits = hits_norm = 0
+    gold_lpb = gold_prob = 0.0
     for item in items:
         lp = choice_logprobs(model, tokenizer, item, max_len, device, autocast)
-        norm = [
-            v / max(1, len(c.encode("utf-8"))) for v, c in zip(lp, item["choices"], strict=True)
-        ]
-        hits += int(np.argmax(lp)) == item["gold"]
-        hits_norm += int(np.argmax(norm)) == item["gold"]
+        norm = np.array(
+            [v / max(1, len(c.encode("utf-8"))) for v, c in zip(lp, item["choices"], strict=True)]
+        )
+        gold = item["gold"]
+        hits += int(np.argmax(lp)) == gold
+        hits_norm += int(np.argmax(norm)) == gold
+        gold_lpb += norm[gold]
+        weights = np.exp(norm - norm.max())
+        gold_prob += weights[gold] / weights.sum()
     n = max(1, len(items))
-    return {"acc": hits / n, "acc_norm": hits_norm / n, "n": len(items)}
+    return {
+        "acc": hits / n,
+        "acc_norm": hits_norm / n,
+        "gold_lpb": gold_lpb / n,
+        "gold_prob": gold_prob / n,
+        "n": len(items),
+    }
 
 
 def evaluate(model, dataset: BucketDataset, cfg, eval_len: int, device, autocast=None) -> dict:
@@ -318,7 +347,9 @@ def evaluate(model, dataset: BucketDataset, cfg, eval_len: int, device, autocast
     docs = dataset.val_documents(cfg.max_docs_per_source)
     table = token_byte_table(cfg.token_bytes, dataset)
     out = {
-        "heldout": score_documents(model, docs, eval_len, device, autocast, table, cfg.batch_tokens)
+        "heldout": score_documents(
+            model, docs, eval_len, device, autocast, table, cfg.batch_tokens, cfg.late_from
+        )
     }
     if cfg.tasks:
         tokenizer = get_tokenizer(cfg.tokenizer, dataset)

@@ -1,0 +1,216 @@
+"""Does the proxy ablation reproduce known curation effects? (issue 16)
+
+    python benchmarks/ablation_fidelity.py build            # corpus, tokenizer, curation run
+    python benchmarks/ablation_fidelity.py effects          # dedup, quality, DD at 5 seeds
+    python benchmarks/ablation_fidelity.py power            # interval vs seeds and steps
+    python benchmarks/ablation_fidelity.py scales           # tiny vs p10m rank correlation
+
+``build`` writes a labelled real-text corpus (winnow/fidelity_corpus.py), fits a
+1024-token byte-level BPE on it, runs ``pipelines/fidelity.yaml`` (raw, dedup-only,
+filter-only and curated branches, each as length buckets) and prints how many of
+each injected defect the curation caught. ``effects`` runs
+``pipelines/fidelity_ablation.yaml`` (every variant vs the curated baseline, paired
+by seed, scored on the curated variant's held-out documents and a next-sentence
+cloze task built from reserved documents) and prints the three effects with their
+paired 95% intervals. ``power`` reuses those runs to show how the interval shrinks
+with seeds, and reruns the dedup/quality pairs at fewer steps. ``scales`` runs the
+four curation variants at two model scales (``pipelines/fidelity_scales.yaml``).
+Everything lands under ``--out`` (default ``runs/fidelity``); finished runs are reused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from rich.console import Console  # noqa: E402
+
+from winnow.fidelity_corpus import build_fidelity_corpus  # noqa: E402
+
+PIPELINES = ROOT / "pipelines"
+# effect -> (variant, baseline): the variant is expected to be worse than the baseline
+EFFECTS = {
+    "dedup": ("filtered", "curated"),
+    "quality": ("dedup", "curated"),
+    "both": ("raw", "curated"),
+    "DD": ("curated_concat", "curated"),
+}
+
+
+def build(out: Path, per_domain: int) -> None:
+    from winnow.demo import train_demo_tokenizer
+    from winnow.pipeline import load_pipeline
+    from winnow.runners.local import run_pipeline
+
+    t0 = time.time()
+    labels = build_fidelity_corpus(out, per_domain=per_domain)
+    tokenizer = str(train_demo_tokenizer(out, vocab=1024))
+    spec = load_pipeline(
+        PIPELINES / "fidelity.yaml",
+        {
+            "input.path": str(out / "input"),
+            "output.dir": str(out / "run"),
+            "stages.tokenize.params.tokenizer": tokenizer,
+        },
+    )
+    ledger = run_pipeline(spec, workers=2, progress=False)
+    Console().print(ledger.render())
+    rejected = {s: _rejected_ids(out / "run", s) for s in _STAGES}
+    by_label = Counter(labels.values())
+    print("| label | docs | rejected by: " + " | ".join(_STAGES) + " |")
+    print("|---|---|" + "---|" * len(_STAGES))
+    for label in sorted(by_label):
+        ids = {i for i, v in labels.items() if v == label}
+        cells = [str(len(ids & rejected[s])) for s in _STAGES]
+        print(f"| {label} | {by_label[label]} | " + " | ".join(cells) + " |")
+    print(f"build: {time.time() - t0:.0f} s")
+
+
+_STAGES = ("quality_filter", "exact_dedup", "near_dedup", "curated_filter")
+
+
+def _rejected_ids(run_dir: Path, stage: str) -> set[str]:
+    from winnow.io.writers import read_table
+
+    paths = sorted((run_dir / "rejected" / stage).glob("part-*.arrow"))
+    return {i for p in paths for i in read_table(p).column("id").to_pylist()}
+
+
+def ablation_overrides(root: Path, **extra) -> dict:
+    """The fidelity ablation's paths under ``root`` (as ``build`` wrote them)."""
+    run = root / "run"
+    return {
+        "out": str(root / "ablation"),
+        "variants": {
+            "raw": str(run / "buckets-raw"),
+            "dedup": str(run / "buckets-dedup"),
+            "filtered": str(run / "buckets-filtered"),
+            "curated": str(run / "buckets"),
+            "curated_concat": {"path": str(run / "buckets"), "mode": "concat"},
+        },
+        "base.eval.tasks": [str(root / "tasks" / "next_sentence.jsonl")],
+        **extra,
+    }
+
+
+def paired(results: dict, variant: str, baseline: str, metric: str, seeds=None) -> tuple:
+    """(mean, half-width) of the paired difference variant - baseline over ``seeds``."""
+    from winnow.trainer.ablate import t_interval
+
+    runs = {(r["variant"], r["seed"]): r["metrics"] for r in results["runs"]}
+    seeds = seeds if seeds is not None else results["seeds"]
+    return t_interval([runs[(variant, s)][metric] - runs[(baseline, s)][metric] for s in seeds])
+
+
+def effect_table(results: dict, metrics: list[str], seeds=None) -> str:
+    """Markdown: each effect's paired difference per metric, ✓ when the 95% interval
+    excludes zero in the expected direction (the curated side is better)."""
+    from winnow.trainer.ablate import higher_is_better
+
+    lines = ["| effect (variant - baseline) | " + " | ".join(metrics) + " |"]
+    lines.append("|---|" + "---|" * len(metrics))
+    for name, (variant, baseline) in EFFECTS.items():
+        cells = []
+        for m in metrics:
+            mean, half = paired(results, variant, baseline, m, seeds)
+            worse = -mean if higher_is_better(m) else mean  # > 0: the variant is worse
+            ok = half is not None and worse - half > 0
+            cells.append(f"{mean:+.4f} ± {half:.4f}{' ✓' if ok else ''}")
+        lines.append(f"| {name}: {variant} - {baseline} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def effects(out: Path, steps: int, seeds: list[int], variants: list[str]) -> dict:
+    """The effects at ``steps`` (tiny preset), one seed at a time so that an
+    interrupted sweep still leaves complete seeds; prints the table after each."""
+    from winnow.trainer.ablate import run_ablation
+
+    t0 = time.time()
+    where = out / "study" / "scales" / "tiny" if steps == STEPS else out / f"power-{steps}"
+    over = ablation_overrides(out, out=str(where), **{"base.train.steps": steps})
+    over["variants"] = {k: v for k, v in over["variants"].items() if k in variants}
+    for n in range(1, len(seeds) + 1):
+        res = run_ablation(
+            PIPELINES / "fidelity_ablation.yaml",
+            {**over, "seeds": seeds[:n]},
+            log=lambda m: print(f"[{time.time() - t0:6.0f}s] {m}", flush=True),
+        )
+        print(res["table"])
+        if n > 1:
+            print(effect_table(res, METRICS))
+        print(f"effects (tiny, {steps} steps, seeds {seeds[:n]}): {time.time() - t0:.0f} s")
+    return res
+
+
+def scales(out: Path, seeds: int) -> dict:
+    """The four curation variants at tiny (reusing ``effects``' runs) and mini."""
+    from winnow.trainer.ablate import run_ablation
+
+    t0 = time.time()
+    over = ablation_overrides(out, out=str(out / "study"))
+    over["variants"] = {k: v for k, v in over["variants"].items() if k != "curated_concat"}
+    over["scales"] = [
+        {"name": "tiny", "set": {"model.preset": "tiny"}},
+        {"name": "mini", "set": MINI, "seeds": list(range(seeds))},
+    ]
+    res = run_ablation(
+        PIPELINES / "fidelity_ablation.yaml",
+        over,
+        log=lambda m: print(f"[{time.time() - t0:6.0f}s] {m}", flush=True),
+    )
+    print((out / "study" / "results.md").read_text())
+    print(f"scales: {time.time() - t0:.0f} s")
+    return res
+
+
+STEPS = 160
+# the larger proxy: 3 layers of width 96 (0.43M parameters with the 1024-token
+# vocabulary, ~2.6x tiny's FLOPs per token; what 2 shared cores allow)
+MINI = {"model.preset": "tiny", "model.n_layer": 3, "model.n_head": 4, "model.n_embd": 96}
+
+
+METRICS = [
+    "bpb@curated",
+    "late_loss@curated",
+    "gold_prob@next_sentence",
+    "acc_norm@next_sentence",
+    "train_seconds",
+]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("phase", choices=["build", "effects", "power", "scales", "mini"])
+    parser.add_argument("--out", type=Path, default=ROOT / "runs" / "fidelity")
+    parser.add_argument("--per-domain", type=int, default=1200)
+    parser.add_argument("--steps", type=int, default=STEPS)
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--variants", default="raw,dedup,filtered,curated,curated_concat")
+    args = parser.parse_args()
+    seeds = list(range(args.seeds))
+    if args.phase == "build":
+        build(args.out, args.per_domain)
+    elif args.phase == "effects":
+        effects(args.out, args.steps, seeds, args.variants.split(","))
+    elif args.phase == "scales":
+        scales(args.out, args.seeds)
+    elif args.phase == "mini":  # the mini scale alone, to run beside `effects`
+        over = ablation_overrides(args.out, out=str(args.out / "study" / "scales" / "mini"))
+        over["variants"] = {k: v for k, v in over["variants"].items() if k != "curated_concat"}
+        over.update({f"base.{k}": v for k, v in MINI.items()})
+        from winnow.trainer.ablate import run_ablation
+
+        for n in range(1, args.seeds + 1):
+            res = run_ablation(PIPELINES / "fidelity_ablation.yaml", {**over, "seeds": seeds[:n]})
+            print(res["table"], flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
