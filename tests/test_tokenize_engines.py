@@ -12,6 +12,7 @@ import json
 
 import pyarrow as pa
 import pytest
+from test_fast_bpe import train_bpe
 from test_runner import pipeline, tree_bytes
 from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, trainers
 from tokenizers.processors import TemplateProcessing
@@ -47,18 +48,10 @@ def texts() -> list[str]:
     return real + [*ADVERSARIAL, *extra] + random_strings(400, seed=1)
 
 
-def bpe(texts, pre_tokenizer, normalizer=None, vocab=3000, **model) -> Tokenizer:
-    tok = Tokenizer(models.BPE(**model))
-    tok.pre_tokenizer = pre_tokenizer
+def bpe(texts, pre_tokenizer, normalizer=None, **model) -> Tokenizer:
+    tok = train_bpe(texts[:800], pre_tokenizer, **model)
     if normalizer is not None:
         tok.normalizer = normalizer
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab,
-        special_tokens=[EOT, "<|pad|>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tok.train_from_iterator(texts[:800], trainer)
     return tok
 
 

@@ -205,13 +205,19 @@ def _fold(hv, count, a, b, mins, scheme):
 
 
 @_jit
-def shingle_signatures(words, offsets, n, a, b, scheme, out):
-    """Signatures of word n-gram shingles into ``out`` (docs, num_perm), pre-filled
-    with the maximum; a document with fewer than ``n`` words has one shingle."""
+def _longest(offsets):
+    """The most items of any document (at least 1)."""
     longest = 1
     for d in range(len(offsets) - 1):
         longest = max(longest, offsets[d + 1] - offsets[d])
-    hv = np.empty(longest, np.uint64)
+    return longest
+
+
+@_jit
+def shingle_signatures(words, offsets, n, a, b, scheme, out):
+    """Signatures of word n-gram shingles into ``out`` (docs, num_perm), pre-filled
+    with the maximum; a document with fewer than ``n`` words has one shingle."""
+    hv = np.empty(_longest(offsets), np.uint64)
     for d in range(len(offsets) - 1):
         lo, hi = offsets[d], offsets[d + 1]
         if hi == lo:
@@ -228,10 +234,7 @@ def shingle_signatures(words, offsets, n, a, b, scheme, out):
 @_jit
 def hash_signatures(hashes, offsets, a, b, scheme, out):
     """Signatures from given 64-bit shingle hashes into ``out`` (docs, num_perm)."""
-    longest = 1
-    for d in range(len(offsets) - 1):
-        longest = max(longest, offsets[d + 1] - offsets[d])
-    hv = np.empty(longest, np.uint64)
+    hv = np.empty(_longest(offsets), np.uint64)
     for d in range(len(offsets) - 1):
         lo, hi = offsets[d], offsets[d + 1]
         for s in range(lo, hi):
