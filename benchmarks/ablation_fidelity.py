@@ -21,6 +21,7 @@ Everything lands under ``--out`` (default ``runs/fidelity``); finished runs are 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from collections import Counter
@@ -145,7 +146,32 @@ def effects(out: Path, steps: int, seeds: list[int], variants: list[str]) -> dic
         if n > 1:
             print(effect_table(res, METRICS))
         print(f"effects (tiny, {steps} steps, seeds {seeds[:n]}): {time.time() - t0:.0f} s")
+    if steps == STEPS and len(seeds) > 1:
+        write_summary(res, steps)
     return res
+
+
+def write_summary(res: dict, steps: int) -> None:
+    """``benchmarks/fidelity_result.json``: what the demo cites for its verdict."""
+    from winnow.trainer.ablate import higher_is_better
+
+    effects = {}
+    for name, (variant, baseline) in EFFECTS.items():
+        for metric in ("bpb@curated", "train_seconds") if name == "DD" else ("bpb@curated",):
+            mean, half = paired(res, variant, baseline, metric)
+            worse = -mean if higher_is_better(metric) else mean
+            key = f"{name} ({metric})" if name == "DD" else f"{name} ({variant}, {metric})"
+            effects[key] = {"delta": mean, "ci95": half, "separates": worse - half > 0}
+    summary = {
+        "budget": f"tiny preset, {steps} steps x 2048 tokens, {len(res['seeds'])} seeds, CPU",
+        "metric": "bpb@curated",
+        "effects": effects,
+        "command": "python benchmarks/ablation_fidelity.py build && "
+        f"python benchmarks/ablation_fidelity.py effects --seeds {len(res['seeds'])}",
+    }
+    path = ROOT / "benchmarks" / "fidelity_result.json"
+    path.write_text(json.dumps(summary, indent=2) + "\n")
+    print(f"wrote {path}")
 
 
 def scales(out: Path, seeds: int) -> dict:

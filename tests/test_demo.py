@@ -59,3 +59,31 @@ def test_demo_end_to_end(tmp_path, capsys):
     assert (tmp_path / "ablation" / "results.md").exists()
     manifest = json.loads((tmp_path / "run" / "buckets" / "manifest.json").read_text())
     assert manifest["buckets"]
+
+
+def _results(delta, half, primary="loss@curated"):
+    return {
+        "primary": primary,
+        "seeds": [0, 1, 2],
+        "variants": {"curated": {primary: {"delta": delta, "delta_ci95": half}}},
+    }
+
+
+def test_verdict_names_metric_interval_and_decision():
+    from winnow.demo import verdict
+
+    cached = {
+        "budget": "tiny, 3 seeds",
+        "effects": {"dedup (bpb)": {"delta": 0.02, "ci95": 0.01, "separates": True}},
+        "command": "python benchmarks/ablation_fidelity.py effects",
+    }
+    undecided = verdict(_results(0.01, 0.05), cached)
+    assert "loss@curated" in undecided[0] and "+0.0100 ± 0.0500" in undecided[0]
+    assert "3 seeds" in undecided[0] and undecided[1].startswith("decision: none")
+    assert "dedup (bpb) +0.0200 ± 0.0100 (decided)" in undecided[2]
+    assert "benchmarks/ablation_fidelity.py" in undecided[2]
+    assert verdict(_results(-0.2, 0.05), None)[1].startswith("decision: curation helped")
+    assert verdict(_results(0.2, 0.05), None)[1].startswith("decision: curation hurt")
+    # for a higher-is-better metric a positive difference means curation helped
+    assert "helped" in verdict(_results(0.2, 0.05, "acc@cloze"), None)[1]
+    assert len(verdict(_results(0.2, 0.05), None)) == 2

@@ -27,6 +27,7 @@ from winnow.sample_text import real_documents
 PIPELINES = Path(__file__).resolve().parent.parent / "pipelines"
 PIPELINE = PIPELINES / "demo.yaml"
 ABLATION = PIPELINES / "ablation.yaml"
+FIDELITY_RESULT = PIPELINES.parent / "benchmarks" / "fidelity_result.json"
 NEAR_DUP_RATES = (0.01, 0.03, 0.1, 0.2, 0.3)
 NAV_LINES = [
     "Home | About us | Contact | Careers | Blog",
@@ -193,21 +194,48 @@ def train_demo_tokenizer(out: Path, vocab: int = 1024) -> Path:
     return train_tokenizer([out / "tokenizer-text.arrow"], out / "tokenizer.json", vocab)
 
 
-def _verdict(results: dict) -> str:
-    """One sentence: did curation help, by the primary metric, beyond seed noise?"""
+def verdict(results: dict, cached: dict | None) -> list[str]:
+    """The demo's last lines: the metric, the paired interval over the demo's seeds,
+    the decision, and what the demo's budget can and cannot show, with the fidelity
+    benchmark's recorded result (``cached``) for the decision it cannot make."""
+    from winnow.trainer.ablate import higher_is_better
+
     primary = results["primary"]
     entry = results["variants"]["curated"].get(primary, {})
     delta, half = entry.get("delta"), entry.get("delta_ci95")
+    seeds = len(results["seeds"])
     if delta is None or half is None:
-        return f"ranking by {primary}: {', '.join(results['ranking'])}"
-    if abs(delta) <= half:
-        return (
-            f"curated - raw {primary} = {delta:+.4f} ± {half:.4f}: no difference beyond seed "
-            "noise at this budget (a CPU smoke test); raise base.train.steps and the preset "
-            "in pipelines/ablation.yaml for a decision"
+        return [f"metric: {primary}; one seed gives no interval, so no decision"]
+    lines = [
+        f"metric: {primary} (held-out curated documents); curated - raw = {delta:+.4f} "
+        f"± {half:.4f} (95% paired t-interval over {seeds} seeds)"
+    ]
+    if abs(delta) > half:
+        better = "helped" if (delta < 0) != higher_is_better(primary) else "hurt"
+        lines.append(f"decision: curation {better} (the interval excludes zero)")
+    else:
+        lines.append(
+            "decision: none at the demo's budget (the interval includes zero): a tiny model "
+            "trained for a minute shows that the loop runs and which way it leans, not "
+            "which data is better"
         )
-    better = "helped" if delta < 0 else "hurt"
-    return f"curation {better}: curated - raw {primary} = {delta:+.4f} ± {half:.4f} (95% CI)"
+    if cached:
+        effects = "; ".join(
+            f"{name} {e['delta']:+.4f} ± {e['ci95']:.4f}"
+            + (" (decided)" if e["separates"] else " (not decided)")
+            for name, e in cached["effects"].items()
+        )
+        lines.append(
+            f"the fidelity benchmark ({cached['budget']}; variant - curated): {effects}. "
+            f"Reproduce: {cached['command']}"
+        )
+    return lines
+
+
+def fidelity_result() -> dict | None:
+    """The fidelity benchmark's recorded summary (benchmarks/fidelity_result.json)."""
+    path = FIDELITY_RESULT
+    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def run_demo(out: Path, *, workers: int | None, docs: int, console: Console) -> int:
@@ -244,6 +272,8 @@ def run_demo(out: Path, *, workers: int | None, docs: int, console: Console) -> 
         log=lambda line: None,
     )
     console.print((out / "ablation" / "results.md").read_text())
-    console.print(_verdict(results))
+    console.rule("verdict")
+    for line in verdict(results, fidelity_result()):
+        console.print(line)
     console.print(f"run directory: {run_dir}  (try: winnow inspect {run_dir})")
     return 0
