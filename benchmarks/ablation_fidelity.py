@@ -3,7 +3,8 @@
     python benchmarks/ablation_fidelity.py build            # corpus, tokenizer, curation run
     python benchmarks/ablation_fidelity.py effects          # dedup, quality, DD at 5 seeds
     python benchmarks/ablation_fidelity.py power            # interval vs seeds and steps
-    python benchmarks/ablation_fidelity.py scales           # tiny vs p10m rank correlation
+    python benchmarks/ablation_fidelity.py scales           # tiny vs mini rank correlation
+    python benchmarks/ablation_fidelity.py fit              # winnow fit-weights on it
 
 ``build`` writes a labelled real-text corpus (winnow/fidelity_corpus.py), fits a
 1024-token byte-level BPE on it, runs ``pipelines/fidelity.yaml`` (raw, dedup-only,
@@ -12,9 +13,12 @@ each injected defect the curation caught. ``effects`` runs
 ``pipelines/fidelity_ablation.yaml`` (every variant vs the curated baseline, paired
 by seed, scored on the curated variant's held-out documents and a next-sentence
 cloze task built from reserved documents) and prints the three effects with their
-paired 95% intervals. ``power`` reuses those runs to show how the interval shrinks
-with seeds, and reruns the dedup/quality pairs at fewer steps. ``scales`` runs the
-four curation variants at two model scales (``pipelines/fidelity_scales.yaml``).
+paired 95% intervals (``--steps S`` reruns them at another budget). ``power``
+reads those runs back: the interval for the first k seeds, and at each budget run.
+``scales`` runs the four curation variants at tiny (reusing ``effects``' runs) and
+at a wider, deeper ``mini`` proxy (``mini`` runs only that scale, to run beside
+``effects``), and prints the rank agreement. ``fit`` runs ``winnow fit-weights``
+(``pipelines/fidelity_fit_weights.yaml``) on the scored corpus.
 Everything lands under ``--out`` (default ``runs/fidelity``); finished runs are reused.
 """
 
@@ -195,6 +199,51 @@ def scales(out: Path, seeds: int) -> dict:
     return res
 
 
+def power(out: Path) -> None:
+    """How the paired interval shrinks with seeds (first k seeds of the main runs) and
+    with steps (``effects --steps S`` runs, when present). Trains nothing."""
+    for where in [out / "study" / "scales" / "tiny", *sorted(out.glob("power-*"))]:
+        if not (where / "results.json").is_file():
+            continue
+        res = json.loads((where / "results.json").read_text())
+        steps = STEPS if where.name == "tiny" else int(where.name.split("-")[1])
+        print(f"\n{steps} steps ({where})")
+        print("| effect | seeds | " + " | ".join(POWER_METRICS) + " |")
+        print("|---|---|" + "---|" * len(POWER_METRICS))
+        for name, (variant, baseline) in EFFECTS.items():
+            if variant not in res["variants"] or baseline not in res["variants"]:
+                continue
+            for k in range(2, len(res["seeds"]) + 1):
+                cells = []
+                for m in POWER_METRICS:
+                    mean, half = paired(res, variant, baseline, m, res["seeds"][:k])
+                    cells.append(f"{mean:+.4f} ± {half:.4f}")
+                print(f"| {name} | {k} | " + " | ".join(cells) + " |")
+
+
+def fit(out: Path) -> None:
+    """``winnow fit-weights`` on the fidelity corpus (pipelines/fidelity_fit_weights.yaml)."""
+    from winnow.trainer.fit_weights import run_fit_weights
+
+    t0 = time.time()
+    result = run_fit_weights(
+        PIPELINES / "fidelity_fit_weights.yaml",
+        {
+            "out": str(out / "fit"),
+            "data": str(out / "run" / "stages" / "tokenize"),
+            "eval_on": str(out / "run" / "buckets"),
+        },
+        log=lambda m: print(f"[{time.time() - t0:6.0f}s] {m}", flush=True),
+    )
+    f = result["fit"]
+    print(json.dumps(result["weights"], indent=2))
+    print(
+        f"held-out Spearman {f['heldout_spearman']:+.3f} over {f['n_heldout']} selections "
+        f"(fitted on {f['n_fit']}: {f['train_spearman']:+.3f}); {time.time() - t0:.0f} s"
+    )
+
+
+POWER_METRICS = ["bpb@curated", "late_loss@curated", "gold_prob@next_sentence"]
 STEPS = 160
 # the larger proxy: 3 layers of width 96 (0.43M parameters with the 1024-token
 # vocabulary, ~2.6x tiny's FLOPs per token; what 2 shared cores allow)
@@ -212,7 +261,7 @@ METRICS = [
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("phase", choices=["build", "effects", "power", "scales", "mini"])
+    parser.add_argument("phase", choices=["build", "effects", "power", "scales", "mini", "fit"])
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "fidelity")
     parser.add_argument("--per-domain", type=int, default=1200)
     parser.add_argument("--steps", type=int, default=STEPS)
@@ -226,6 +275,10 @@ def main() -> int:
         effects(args.out, args.steps, seeds, args.variants.split(","))
     elif args.phase == "scales":
         scales(args.out, args.seeds)
+    elif args.phase == "power":
+        power(args.out)
+    elif args.phase == "fit":
+        fit(args.out)
     elif args.phase == "mini":  # the mini scale alone, to run beside `effects`
         over = ablation_overrides(args.out, out=str(args.out / "study" / "scales" / "mini"))
         over["variants"] = {k: v for k, v in over["variants"].items() if k != "curated_concat"}

@@ -343,6 +343,7 @@ def build_fidelity_corpus(
     *,
     per_domain: int = 1500,
     task_docs: int = 60,
+    task_items: int = 96,
     dup_fraction: float = 0.4,
     junk_fraction: float = 0.25,
     val_fraction: float = 0.05,
@@ -382,5 +383,6 @@ def build_fidelity_corpus(
     tasks = out_dir / "tasks"
     tasks.mkdir(exist_ok=True)
     items = next_sentence_task(sorted(reserved, key=lambda d: d["id"]), rng)
+    items = rng.sample(items, min(task_items, len(items)))
     (tasks / "next_sentence.jsonl").write_text("".join(json.dumps(i) + "\n" for i in items))
     return labels
