@@ -14,6 +14,7 @@ from pathlib import Path
 from winnow.html_report import plots
 from winnow.html_report.dag import dag_svg
 from winnow.html_report.stats import RunStats
+from winnow.hub.plan import stage_order
 
 CSS = """
 body{font:14px/1.45 system-ui,sans-serif;margin:0 auto;max-width:1180px;padding:16px 24px;
@@ -28,12 +29,6 @@ svg.dag text.name{font-weight:600}svg.dag text.edge{fill:#555}
 pre.doc{white-space:pre-wrap;background:#f7f7f7;padding:6px;margin:2px 0 8px;max-height:9em;
 overflow:auto;font-size:12px}code{font-size:12px}.muted{color:#777}
 """
-
-
-def stage_order(s: RunStats) -> list[str]:
-    """``read`` first, then pipeline order (the ledger's JSON is sorted by name)."""
-    order = ["read"] + [st["id"] for st in s.manifest["config"]["stages"]]
-    return [sid for sid in order if sid in s.ledger["stages"]]
 
 
 def _n(value: int, stage: str | None = None, field: str | None = None) -> str:
@@ -63,7 +58,7 @@ def _ledger(s: RunStats) -> str:
     head = "<tr><th>stage</th><th class=n>in</th><th class=n>created</th><th class=n>kept</th>"
     head += "<th class=n>rejected</th><th>reasons</th></tr>"
     rows = []
-    for sid in stage_order(s):
+    for sid in stage_order(s.manifest, s.ledger):
         c = s.ledger["stages"][sid]
         rejected = sum(c["rejected"].values())
         reasons = ", ".join(f"{escape(k)}: {v:,}" for k, v in sorted(c["rejected"].items()))
@@ -79,7 +74,7 @@ def _rejections(s: RunStats) -> str:
     stages = s.ledger["stages"]
     pairs = [
         (f"{sid}: {reason}", n)
-        for sid in stage_order(s)
+        for sid in stage_order(s.manifest, s.ledger)
         for reason, n in sorted(stages[sid]["rejected"].items())
     ]
     if not pairs:

@@ -19,7 +19,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from winnow.errors import WinnowError
-from winnow.hub.plan import PublishPlan
+from winnow.hub.plan import PublishPlan, stage_order
 from winnow.hub.stage import StagedFile
 
 TODO = "TODO"
@@ -174,7 +174,8 @@ def _pipeline(plan: PublishPlan) -> str:
 
 def _ledger(plan: PublishPlan) -> str:
     rows, broken = [], []
-    for sid, c in plan.ledger["stages"].items():
+    for sid in stage_order(plan.manifest, plan.ledger):
+        c = plan.ledger["stages"][sid]
         rejected = sum(c["rejected"].values())
         if c["in"] + c["created"] != c["kept"] + rejected:
             broken.append(sid)

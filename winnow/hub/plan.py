@@ -63,6 +63,12 @@ def lineage(ledger: dict, stage: str) -> list[str]:
     return seen
 
 
+def stage_order(manifest: dict, ledger: dict) -> list[str]:
+    """``read`` first, then pipeline order (the ledger's JSON is sorted by name)."""
+    order = ["read"] + [s["id"] for s in manifest["config"]["stages"]]
+    return [sid for sid in order if sid in ledger["stages"]]
+
+
 def default_output(manifest: dict, ledger: dict) -> str:
     """The output of the last terminal stage in pipeline order (a pipeline ends with
     its main product; the demo's raw branch comes before its curated one)."""
