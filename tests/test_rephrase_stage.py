@@ -172,3 +172,44 @@ def test_kill_mid_chunk_then_resume(reference):
     )
     assert {p: p.stat().st_mtime_ns for p in parts} == parts
     assert _cached_lines(run) == 64
+
+
+@pytest.mark.parametrize(
+    "mode, style",
+    [("column", "nemotron_knowledge_list"), ("replace", "prox_doc"), ("replace", "prox_chunk")],
+)
+def test_column_and_replace_modes_reconcile(tmp_path, mode, style):
+    root = tmp_path
+    run = f"{mode}-{style}"
+    config = spec(root, run)
+    config["input"]["path"] = str(root / "in6" / "docs.jsonl")
+    (root / "in6").mkdir()
+    inputs = {
+        f"p{i}": f"Home | Login | Cart\n{topic}\nCopyright 2024. Share on Facebook"
+        for i, topic in enumerate(TOPICS[:6])
+    }
+    with open(root / "in6" / "docs.jsonl", "w") as f:
+        for doc_id, text in inputs.items():
+            f.write(json.dumps({"id": doc_id, "text": text}) + "\n")
+    config["stages"][0]["params"].update(styles=[style], mode=mode, max_tokens=24)
+    ledger = run_pipeline(parse_pipeline(config), progress=False)
+    rp = ledger.stages["rp"]
+    assert rp.created == 0 and rp.rows_in == 6
+    assert rp.kept + sum(rp.rejected.values()) == 6
+    data = read_all(root / run, "data").to_pylist()
+    assert all(r["rephrase_style"] == style and r["rephrase_request_keys"] for r in data)
+    if mode == "column":
+        assert rp.kept == 6
+        for r in data:
+            assert (r["rephrased"] is None) == (r["rephrased_reason"] is not None)
+            if r["rephrased"] is not None:
+                assert all(line.startswith("- ") for line in r["rephrased"].splitlines())
+    else:  # ProX: only drop_doc() rejects; the tiny model's unusable programs keep the text
+        assert set(rp.rejected) <= {"prox_drop_doc"}
+        assert rp.stats["prox_fallback"] > 0
+        for r in data:  # a kept document is the input, or the input with lines removed
+            lines = inputs[r["id"]].split("\n")
+            if style == "prox_doc" or r["text"] == inputs[r["id"]]:
+                assert r["text"] == inputs[r["id"]]
+            else:
+                assert all(line in lines for line in r["text"].split("\n"))

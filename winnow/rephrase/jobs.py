@@ -189,12 +189,10 @@ class Generator:
             return
         if template.parser == "prox_doc":
             decision = run_doc_program(job.results[0].text)
-            if decision is None:
-                job.reason = "prox_unparsable"
-            elif decision:
-                job.text = source
-            else:
+            if decision is False:
                 job.reason = "prox_drop_doc"
+            else:  # keep_doc(), or no decision found: like a failed program, keep the text
+                job.text, job.fallback = source, decision is None
             return
         out = []
         for piece, result in zip(job.pieces, job.results, strict=True):

@@ -152,6 +152,7 @@ class Rephrase(MapStage):
         for job in jobs:
             if job.reason:
                 stats[f"failed_{job.reason}"] = stats.get(f"failed_{job.reason}", 0) + 1
+        stats["prox_fallback"] = float(sum(job.fallback for job in jobs))
         out = assemble(table, jobs, self.params, gen.provenance, self._templates)
         out.stats.update(stats)
         return out
