@@ -63,6 +63,7 @@ class Tokenize(MapStage):
 
     name = "tokenize"
     materialize = True  # token ids are costly: a stage after it reuses them
+    requires = {"tokenizers": "tokenize"}  # the other engines are optional: auto skips them
     Params = TokenizeParams
 
     _tokenizer = None
