@@ -21,37 +21,20 @@ import hashlib
 import json
 import re
 import threading
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
-import yaml
-
-LICENSES = {"apache-2.0", "mit", "cc-by-4.0", "cc-by-sa-4.0", "cc0-1.0", "odc-by", "other"}
-LFS_SUFFIXES = (".parquet", ".arrow", ".bin", ".zst", ".gz")
-LFS_MIN_BYTES = 10 * 1024 * 1024
-
-
-def git_blob_oid(data: bytes) -> str:
-    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
-
-
-@dataclass(frozen=True)
-class Blob:
-    size: int
-    oid: str  # git blob oid
-    lfs: str | None = None  # sha256 when stored in LFS
-    data: bytes | None = None  # inline content of a regular file
-
-
-@dataclass
-class Repo:
-    private: bool
-    refs: dict[str, str] = field(default_factory=dict)  # "main", "refs/pr/1" -> commit sha
-    commits: dict[str, dict] = field(default_factory=dict)  # sha -> {parent, title, tree}
-    prs: int = 0
+from hub_repo import (
+    LFS_MIN_BYTES,
+    LFS_SUFFIXES,
+    HubError,
+    RepoStore,
+    file_entry,
+    tree_entries,
+    validate_card_yaml,
+)
 
 
 @dataclass
@@ -64,13 +47,7 @@ class Fault:
     skip: int = 0  # let this many matching requests through first
 
 
-class HubError(Exception):
-    def __init__(self, status: int, message: str, code: str | None = None):
-        super().__init__(message)
-        self.status, self.message, self.code = status, message, code
-
-
-class HubServer:
+class HubServer(RepoStore):
     """Start with ``with HubServer(tmp_path) as hub:``; ``hub.endpoint`` is the base URL."""
 
     def __init__(
@@ -81,18 +58,14 @@ class HubServer:
         max_requests: int = 20_000,
         max_seconds: float = 600.0,
     ):
-        self.lfs_dir = Path(root) / "lfs"
-        self.lfs_dir.mkdir(parents=True, exist_ok=True)
         self.token = token
-        self.repos: dict[str, Repo] = {}
         self.requests: list[tuple[str, str, int]] = []  # (method, path, status)
         self.auth_seen: set[str] = set()
         self.faults: list[Fault] = []
         self.max_requests, self.max_seconds = max_requests, max_seconds
-        self.lock = threading.RLock()
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self.httpd.daemon_threads = True
-        self.endpoint = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        super().__init__(root, f"http://127.0.0.1:{self.httpd.server_address[1]}")
         self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self._timer = threading.Timer(max_seconds, self.stop)
         self._timer.daemon = True
@@ -125,148 +98,6 @@ class HubServer:
             for m, p, s in self.requests
             if m == method and rx.search(p) and (status is None or s == status)
         )
-
-    def head(self, repo_id: str, ref: str = "main") -> str:
-        return self.repos[repo_id].refs[ref]
-
-    def tree(self, repo_id: str, ref: str = "main") -> dict[str, Blob]:
-        repo = self.repos[repo_id]
-        return repo.commits[repo.refs[ref]]["tree"]
-
-    def history(self, repo_id: str, ref: str = "main") -> list[dict]:
-        """Commits from the head back to the first, newest first."""
-        repo, out = self.repos[repo_id], []
-        sha = repo.refs[ref]
-        while sha:
-            out.append({"sha": sha, **repo.commits[sha]})
-            sha = repo.commits[sha]["parent"]
-        return out
-
-    def content(self, blob: Blob) -> bytes:
-        return blob.data if blob.lfs is None else (self.lfs_dir / blob.lfs).read_bytes()
-
-    # ---- state changes ------------------------------------------------------------
-    def _repo(self, repo_id: str, authed: bool = True) -> Repo:
-        repo = self.repos.get(repo_id)
-        if repo is None or (repo.private and not authed):
-            raise HubError(404, f"Repository Not Found for url: {repo_id}", "RepoNotFound")
-        return repo
-
-    def _resolve(self, repo: Repo, rev: str) -> str:
-        if rev in repo.refs:
-            return repo.refs[rev]
-        if rev in repo.commits:
-            return rev
-        raise HubError(404, f"Invalid rev id: {rev}", "RevisionNotFound")
-
-    def _new_commit(self, repo: Repo, parent: str | None, title: str, tree: dict) -> str:
-        digest = hashlib.sha1(json.dumps([parent, title, sorted(tree), time.time_ns()]).encode())
-        sha = digest.hexdigest()
-        repo.commits[sha] = {"parent": parent, "title": title, "tree": tree}
-        return sha
-
-    def create_repo(self, repo_id: str, private: bool) -> bool:
-        with self.lock:
-            if repo_id in self.repos:
-                return False
-            repo = Repo(private=private)
-            repo.refs["main"] = self._new_commit(repo, None, "initial commit", {})
-            self.repos[repo_id] = repo
-            return True
-
-    def commit(self, repo_id: str, rev: str, lines: list[dict], create_pr: bool) -> dict:
-        with self.lock:
-            repo = self._repo(repo_id)
-            parent = self._resolve(repo, rev)
-            header = lines[0]["value"] if lines and lines[0].get("key") == "header" else {}
-            if header.get("parentCommit") and header["parentCommit"] != parent:
-                raise HubError(412, "A commit has happened since. Please refresh and try again.")
-            tree = dict(repo.commits[parent]["tree"])
-            for item in lines[1:]:
-                key, value = item.get("key"), item.get("value", {})
-                path = value.get("path", "")
-                if key == "file":
-                    data = base64.b64decode(value["content"])
-                    tree[path] = Blob(len(data), git_blob_oid(data), None, data)
-                elif key == "lfsFile":
-                    oid = value["oid"]
-                    obj = self.lfs_dir / oid
-                    if not obj.exists():
-                        raise HubError(422, f"{path}: LFS object {oid} was never uploaded")
-                    pointer = f"version https://git-lfs.github.com/spec/v1\noid sha256:{oid}\n"
-                    pointer += f"size {obj.stat().st_size}\n"
-                    tree[path] = Blob(obj.stat().st_size, git_blob_oid(pointer.encode()), oid)
-                elif key == "deletedFile":
-                    if tree.pop(path, None) is None:
-                        raise HubError(404, f"A file with this name doesn't exist: {path}")
-                elif key == "deletedFolder":
-                    prefix = path.rstrip("/") + "/"
-                    for p in [p for p in tree if p.startswith(prefix)]:
-                        del tree[p]
-                else:
-                    raise HubError(400, f"unknown commit operation {key!r}")
-            sha = self._new_commit(repo, parent, header.get("summary", ""), tree)
-            pr_url = None
-            if create_pr:
-                repo.prs += 1
-                ref = f"refs/pr/{repo.prs}"
-                pr_url = f"{self.endpoint}/datasets/{repo_id}/discussions/{repo.prs}"
-            else:
-                ref = rev
-                if rev not in repo.refs:
-                    raise HubError(400, f"cannot commit to {rev}: not a branch")
-            repo.refs[ref] = sha
-            return {
-                "commitUrl": f"{self.endpoint}/datasets/{repo_id}/commit/{sha}",
-                "commitOid": sha,
-                "pullRequestUrl": pr_url,
-            }
-
-
-def validate_card_yaml(content: str) -> str | None:
-    """The checks the Hub applies to a dataset card's metadata that we rely on."""
-    match = re.match(r"^---\n(.*?)\n---\n", content, re.S)
-    if match is None:
-        return None
-    try:
-        meta = yaml.safe_load(match.group(1)) or {}
-    except yaml.YAMLError as exc:
-        return f"Invalid YAML: {exc}"
-    if not isinstance(meta, dict):
-        return "metadata must be a mapping"
-    lic = meta.get("license")
-    if lic is not None and lic not in LICENSES:
-        return f'"license" must be a valid license identifier, got {lic!r}'
-    for cfg in meta.get("configs", []) or []:
-        if not isinstance(cfg, dict) or "config_name" not in cfg or "data_files" not in cfg:
-            return '"configs" entries need config_name and data_files'
-    return None
-
-
-def _tree_entries(tree: dict[str, Blob], base: str, recursive: bool) -> list[dict]:
-    base = base.strip("/")
-    prefix = base + "/" if base else ""
-    files, dirs = [], set()
-    for path in sorted(tree):
-        if not path.startswith(prefix):
-            continue
-        rest = path[len(prefix) :]
-        parts = rest.split("/")
-        for i in range(1, len(parts) if recursive else min(2, len(parts))):
-            dirs.add(prefix + "/".join(parts[:i]))
-        if recursive or len(parts) == 1:
-            files.append(_file_entry(path, tree[path]))
-    if base and not files and not dirs:
-        raise HubError(404, f"{base} does not exist", "EntryNotFound")
-    dir_entries = [{"type": "directory", "path": d, "oid": "0" * 40, "size": 0} for d in dirs]
-    return sorted(dir_entries, key=lambda e: e["path"]) + files
-
-
-def _file_entry(path: str, blob: Blob) -> dict:
-    entry = {"type": "file", "path": path, "size": blob.size, "oid": blob.oid}
-    if blob.lfs:
-        entry["lfs"] = {"oid": blob.lfs, "size": blob.size, "pointerSize": 130}
-    return entry
 
 
 def _handler(hub: HubServer):
@@ -389,7 +220,7 @@ def _handler(hub: HubServer):
             return 200, {"url": url, "name": repo_id}, None
 
         def _lfs_batch(self, repo_id, data):
-            hub._repo(repo_id)
+            hub.get_repo(repo_id)
             objects = []
             for obj in data["objects"]:
                 oid, size = obj["oid"], obj["size"]
@@ -417,8 +248,8 @@ def _handler(hub: HubServer):
 
         def _resolve_file(self, repo_id, rev, file, authed):
             with hub.lock:
-                repo = hub._repo(repo_id, authed=authed)
-                sha = hub._resolve(repo, rev)
+                repo = hub.get_repo(repo_id, authed=authed)
+                sha = hub.resolve(repo, rev)
                 blob = repo.commits[sha]["tree"].get(file)
             if blob is None:
                 raise HubError(404, f"Entry not found: {file}", "EntryNotFound")
@@ -440,32 +271,32 @@ def _handler(hub: HubServer):
 
         def _dataset_api(self, method, repo_id, rest, query, body, authed):
             with hub.lock:
-                repo = hub._repo(repo_id, authed=authed)
+                repo = hub.get_repo(repo_id, authed=authed)
                 if method == "GET" and rest in ("", "/") or rest.startswith("/revision/"):
                     rev = unquote(rest.removeprefix("/revision/")) if rest.strip("/") else "main"
-                    return 200, self._info(repo_id, repo, hub._resolve(repo, rev)), None
+                    return 200, self._info(repo_id, repo, hub.resolve(repo, rev)), None
                 parts = rest.lstrip("/").split("/", 2)
                 kind = parts[0]
                 rev = unquote(parts[1]) if len(parts) > 1 else "main"
                 sub = unquote(parts[2]) if len(parts) > 2 else ""
                 if kind == "tree" and method == "GET":
-                    tree = repo.commits[hub._resolve(repo, rev)]["tree"]
+                    tree = repo.commits[hub.resolve(repo, rev)]["tree"]
                     recursive = query.get("recursive", ["false"])[0].lower() in ("1", "true")
-                    return 200, _tree_entries(tree, sub, recursive), None
+                    return 200, tree_entries(tree, sub, recursive), None
                 if kind == "paths-info" and method == "POST":
-                    tree = repo.commits[hub._resolve(repo, rev)]["tree"]
+                    tree = repo.commits[hub.resolve(repo, rev)]["tree"]
                     form = self._form(body)
                     paths = form.get("paths", [])
                     out = []
                     for p in paths:
                         p = p.strip("/")
                         if p in tree:
-                            out.append(_file_entry(p, tree[p]))
+                            out.append(file_entry(p, tree[p]))
                         elif any(q.startswith(p + "/") for q in tree):
                             out.append({"type": "directory", "path": p, "oid": "0" * 40})
                     return 200, out, None
                 if kind == "preupload" and method == "POST":
-                    tree = repo.commits[hub._resolve(repo, rev)]["tree"]
+                    tree = repo.commits[hub.resolve(repo, rev)]["tree"]
                     files = []
                     for f in json.loads(body)["files"]:
                         sample = base64.b64decode(f["sample"])
@@ -485,7 +316,7 @@ def _handler(hub: HubServer):
                                 "oid": oid,
                             }
                         )
-                    return 200, {"files": files, "commitOid": hub._resolve(repo, rev)}, None
+                    return 200, {"files": files, "commitOid": hub.resolve(repo, rev)}, None
                 if kind == "commit" and method == "POST":
                     lines = [json.loads(x) for x in body.splitlines() if x.strip()]
                     create_pr = query.get("create_pr", ["0"])[0] in ("1", "true")
@@ -495,7 +326,7 @@ def _handler(hub: HubServer):
                     if branch in repo.refs:
                         raise HubError(409, f"Reference {branch} already exists")
                     start = (json.loads(body or b"{}") or {}).get("startingPoint") or "main"
-                    repo.refs[branch] = hub._resolve(repo, start)
+                    repo.refs[branch] = hub.resolve(repo, start)
                     return 200, {}, None
                 if kind == "refs" and method == "GET":
                     branches = [

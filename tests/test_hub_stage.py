@@ -156,6 +156,7 @@ def test_public_needs_a_license_and_filled_sections(hub_run, tmp_path):
         publish(plan, tmp_path / "t1", CardOptions(), public=True)
     with pytest.raises(WinnowError, match="TODO sections"):
         publish(plan, tmp_path / "t2", CardOptions(license="mit"), public=True)
+    assert not (tmp_path / "t1").exists() and not (tmp_path / "t2").exists()  # refused first
     notes = tmp_path / "notes.md"
     notes.write_text("## Limitations\n\nSmall.\n\n## Personal and sensitive information\n\nNone.\n")
     stage_and_verify(plan, tmp_path / "t3", CardOptions(license="mit", notes=read_notes(notes)))

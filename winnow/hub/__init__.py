@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 
 from winnow.errors import WinnowError
-from winnow.hub.card import CardOptions, render_card, todo_sections
+from winnow.hub.card import HUMAN_SECTIONS, CardOptions, render_card, todo_sections
 from winnow.hub.plan import PublishPlan, plan_publish
 from winnow.hub.push import PushInterrupted, PushResult, RetryPolicy, push_tree
 from winnow.hub.stage import stage
@@ -50,19 +50,23 @@ def publish(
 ) -> PushResult | None:
     """Plan -> stage -> verify -> push (unless ``dry_run``); writes a receipt next to
     the tree after a push."""
-    if public and not card.license:
-        raise WinnowError("a public dataset needs a license: pass --license (e.g. odc-by)")
+    missing = [t for t in HUMAN_SECTIONS if not card.notes.get(t)]
+    if public and not dry_run:
+        if not card.license:
+            raise WinnowError("a public dataset needs a license: pass --license (e.g. odc-by)")
+        if missing and not yes:
+            raise WinnowError(
+                f"the card would have TODO sections ({', '.join(missing)}): fill them with "
+                "--notes, or pass --yes to publish publicly anyway"
+            )
     rows = stage_and_verify(plan, tree, card)
     log("verified " + ", ".join(f"{name}: {n:,} rows" for name, n in rows.items()))
     todo = todo_sections((tree / "README.md").read_text())
+    if todo:
+        log(f"the card has TODO sections ({', '.join(todo)}); fill them with --notes")
     if dry_run:
         log(f"dry run: the repo tree is in {tree}")
         return None
-    if public and todo and not yes:
-        raise WinnowError(
-            f"the card still has TODO sections ({', '.join(todo)}): fill them with --notes, "
-            "or pass --yes to publish publicly anyway"
-        )
     result = push_tree(tree, plan.repo_id, private=not public, log=log, **push_options)
     receipt = {
         "repo_id": plan.repo_id,
