@@ -2,8 +2,8 @@
 ``huggingface_hub`` and ``datasets`` clients use to publish and load a dataset repo.
 
 Test fixture only (stdlib + pyyaml), bound to 127.0.0.1 on an ephemeral port. It keeps
-git-like state (branches and PR refs pointing at commits, each commit a full tree of
-``path -> blob``) and an LFS object store on disk, so uploads, diffs and resumes are
+git-like state (tests/hub_repo.py: branch and PR refs pointing at commits, each a tree of
+``path -> blob``; an LFS object store on disk), so uploads, diffs and resumes are
 real. Covered: repo create (409 still returns ``url``), validate-yaml, preupload,
 the LFS batch / upload / verify flow (clients must set ``HF_HUB_DISABLE_XET=1``),
 NDJSON commits (``create_pr``), repo info, tree and paths-info listings, resolve with
