@@ -178,7 +178,7 @@ def write_summary(res: dict, steps: int) -> None:
     print(f"wrote {path}")
 
 
-def scales(out: Path, seeds: int) -> dict:
+def scales(out: Path, seeds: int, tiny_seeds: int) -> dict:
     """The four curation variants at tiny (reusing ``effects``' runs) and mini."""
     from winnow.trainer.ablate import run_ablation
 
@@ -186,7 +186,7 @@ def scales(out: Path, seeds: int) -> dict:
     over = ablation_overrides(out, out=str(out / "study"))
     over["variants"] = {k: v for k, v in over["variants"].items() if k != "curated_concat"}
     over["scales"] = [
-        {"name": "tiny", "set": {"model.preset": "tiny"}},
+        {"name": "tiny", "set": {"model.preset": "tiny"}, "seeds": list(range(tiny_seeds))},
         {"name": "mini", "set": MINI, "seeds": list(range(seeds))},
     ]
     res = run_ablation(
@@ -266,6 +266,7 @@ def main() -> int:
     parser.add_argument("--per-domain", type=int, default=1200)
     parser.add_argument("--steps", type=int, default=STEPS)
     parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--tiny-seeds", type=int, default=5, help="scales: seeds at tiny")
     parser.add_argument("--variants", default="raw,dedup,filtered,curated,curated_concat")
     args = parser.parse_args()
     seeds = list(range(args.seeds))
@@ -274,7 +275,7 @@ def main() -> int:
     elif args.phase == "effects":
         effects(args.out, args.steps, seeds, args.variants.split(","))
     elif args.phase == "scales":
-        scales(args.out, args.seeds)
+        scales(args.out, args.seeds, args.tiny_seeds)
     elif args.phase == "power":
         power(args.out)
     elif args.phase == "fit":

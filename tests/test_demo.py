@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
+import yaml
 
 from winnow.cli import main
 from winnow.demo import build_corpus
@@ -14,12 +15,26 @@ from winnow.pipeline import load_pipeline
 PIPELINES = sorted((Path(__file__).resolve().parent.parent / "pipelines").glob("*.yaml"))
 
 
-ABLATIONS = {"ablation.yaml", "fidelity_ablation.yaml"}  # `winnow ablate` configs
+def _kind(path: Path) -> str:
+    """pipeline, ablation (`winnow ablate`) or fit-weights, by the top-level keys."""
+    data = yaml.safe_load(path.read_text())
+    return "pipeline" if "stages" in data else "ablation" if "variants" in data else "fit"
 
 
-@pytest.mark.parametrize("path", [p for p in PIPELINES if p.name not in ABLATIONS], ids=str)
+@pytest.mark.parametrize("path", [p for p in PIPELINES if _kind(p) == "pipeline"], ids=str)
 def test_shipped_pipelines_validate(path):
     load_pipeline(path)
+
+
+@pytest.mark.parametrize("path", [p for p in PIPELINES if _kind(p) != "pipeline"], ids=str)
+def test_shipped_ablation_configs_validate(path):
+    from winnow.trainer.config import load_ablation_config, read_yaml, validate_model
+    from winnow.trainer.fit_weights import FitWeightsConfig
+
+    if _kind(path) == "ablation":
+        load_ablation_config(path)
+    else:
+        validate_model(FitWeightsConfig, read_yaml(path), str(path))
 
 
 def test_demo_corpus_labels_match_its_files(tmp_path):

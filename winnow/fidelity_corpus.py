@@ -84,17 +84,30 @@ def roff_text(source: str) -> str:
     return text.replace("\\", "")
 
 
+def _read_maybe_gz(path: Path) -> str | None:
+    """A text file, gunzipped when it ends in ``.gz``; None when unreadable."""
+    try:
+        raw = path.read_bytes()
+        raw = gzip.decompress(raw) if path.suffix == ".gz" else raw
+    except (OSError, EOFError, gzip.BadGzipFile):
+        return None
+    return raw.decode("utf-8", "replace")
+
+
+def _write_jsonl_gz(path: Path, rows: list[dict]) -> None:
+    with gzip.GzipFile(path, "wb", mtime=0) as f:
+        f.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode())
+
+
 def man_pages(root: str | Path = "/usr/share/man", min_chars: int = 400) -> Iterator[dict]:
     """English manual pages (sections 1, 5, 7, 8), sorted by path."""
     root = Path(root)
     for section in ("man1", "man5", "man7", "man8"):
         for path in sorted((root / section).glob("*")):
-            try:
-                raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else None
-                raw = raw if raw is not None else path.read_bytes()
-            except (OSError, EOFError, gzip.BadGzipFile):
+            raw = _read_maybe_gz(path)
+            if raw is None:
                 continue
-            text = roff_text(raw.decode("utf-8", "replace"))
+            text = roff_text(raw)
             if len(text) >= min_chars and not text.startswith(".so"):
                 yield {"id": f"man:{section}/{path.name}", "text": text, "source": "man"}
 
@@ -139,12 +152,10 @@ def debian_descriptions(
                 if len(text) >= min_chars:
                     yield {"id": f"dpkg:{name.group(1)}", "text": text, "source": "package"}
     for path in sorted(Path(doc_root).glob("*/README*")):
-        try:
-            raw = path.read_bytes()
-            raw = gzip.decompress(raw) if path.suffix == ".gz" else raw
-        except (OSError, EOFError, gzip.BadGzipFile):
+        raw = _read_maybe_gz(path)
+        if raw is None:
             continue
-        text = raw.decode("utf-8", "replace").strip()
+        text = raw.strip()
         if len(text) >= min_chars:
             rel = path.relative_to(doc_root).as_posix()
             yield {"id": f"doc:{rel}", "text": text[:20000], "source": "package"}
@@ -193,8 +204,7 @@ def near_unique(docs: list[dict], work: Path) -> list[dict]:
     from winnow.runners.local import run_pipeline
 
     work.mkdir(parents=True, exist_ok=True)
-    with gzip.GzipFile(work / "clean.jsonl.gz", "wb", mtime=0) as f:
-        f.write("".join(json.dumps(d, ensure_ascii=False) + "\n" for d in docs).encode())
+    _write_jsonl_gz(work / "clean.jsonl.gz", docs)
     spec = parse_pipeline(
         {
             "name": "fidelity-clean",
@@ -374,11 +384,7 @@ def build_fidelity_corpus(
     input_dir.mkdir(parents=True, exist_ok=True)
     per_shard = -(-len(rows) // shards)
     for s in range(shards):
-        lines = [
-            json.dumps(r, ensure_ascii=False) + "\n" for r in rows[s * per_shard :][:per_shard]
-        ]
-        with gzip.GzipFile(input_dir / f"part-{s:02d}.jsonl.gz", "wb", mtime=0) as f:
-            f.write("".join(lines).encode())
+        _write_jsonl_gz(input_dir / f"part-{s:02d}.jsonl.gz", rows[s * per_shard :][:per_shard])
     (out_dir / "labels.json").write_text(json.dumps(labels, indent=0, sort_keys=True))
     tasks = out_dir / "tasks"
     tasks.mkdir(exist_ok=True)
