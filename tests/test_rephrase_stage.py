@@ -2,8 +2,8 @@
 the real local runner: 32 short documents x 2 styles, greedy.
 
 One reference run (2 workers, batch 4) is compared byte for byte with a run on
-1 worker with batch 8, and with a run killed by ``kill -9`` mid-chunk (batch 1) and
-resumed from its request cache.
+1 worker with batch 8, and with a run killed by ``kill -9`` mid-chunk (batch 2) and
+resumed from its request cache. (Batch 1 vs 8 at the backend: test_llm_backends.)
 """
 
 import json
@@ -58,7 +58,7 @@ def spec(root: Path, run: str, *, workers=1, batch_size=4, extra_stages=()) -> d
                 "params": {
                     "styles": STYLES,
                     "max_tokens": 40,
-                    "backend": {"kind": "onnx", "batch_size": batch_size, "threads": 1},
+                    "backend": {"kind": "onnx", "batch_size": batch_size, "threads": 2 // workers},
                 },
                 "resources": {"workers": workers},
             },
@@ -135,7 +135,7 @@ def test_kill_mid_chunk_then_resume(reference):
     root, _ = reference
     run = root / "killed"
     config = root / "killed.json"
-    config.write_text(json.dumps(spec(root, "killed", batch_size=1)))
+    config.write_text(json.dumps(spec(root, "killed", batch_size=2)))
     script = (
         "import json, sys\n"
         "from winnow.pipeline import parse_pipeline\n"
@@ -155,7 +155,7 @@ def test_kill_mid_chunk_then_resume(reference):
     cached = _cached_lines(run)
     assert 6 <= cached < 64
     assert not (run / "stages" / "rp" / "_SUCCESS").exists()
-    ledger = run_pipeline(parse_pipeline(spec(root, "killed", batch_size=1)), progress=False)
+    ledger = run_pipeline(parse_pipeline(spec(root, "killed", batch_size=2)), progress=False)
     stats = ledger.stages["rp"].stats
     assert stats["backend_requests"] == 64 - cached
     assert stats["cache_hits"] == cached
@@ -167,7 +167,7 @@ def test_kill_mid_chunk_then_resume(reference):
     parts = {p: p.stat().st_mtime_ns for p in (run / "stages" / "rp").glob("part-*.arrow")}
     downstream = [{"id": "short", "use": "filter", "params": {"keep": "length(text) < 400"}}]
     run_pipeline(
-        parse_pipeline(spec(root, "killed", batch_size=1, extra_stages=downstream)),
+        parse_pipeline(spec(root, "killed", batch_size=2, extra_stages=downstream)),
         progress=False,
     )
     assert {p: p.stat().st_mtime_ns for p in parts} == parts

