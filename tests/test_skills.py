@@ -6,7 +6,7 @@ import pytest
 
 from winnow.skills.aggregate import aggregate, similarities, top_skills
 from winnow.skills.artifact import read_graph, write_graph
-from winnow.skills.extract import normalize_skill, parse_skills
+from winnow.skills.extract import ExtractorParams, normalize_skill, parse_skills
 from winnow.skills.graph import SkillGraph, build_graph
 from winnow.skills.merge import merge_skills
 from winnow.skills.relabel import relabel
@@ -37,6 +37,11 @@ def test_graph_weights_and_edges_from_labels():
 def test_graph_without_cooccurrence_has_zero_edges():
     g = build_graph(["a", "b"], np.eye(2, dtype=np.float32), [[0], [1], [1]])
     assert np.array_equal(g.weights, [1 / 3, 2 / 3]) and not g.edges.any()
+
+
+def test_graph_keeps_unused_labels_when_asked():
+    g = build_graph(["a", "b", "c"], np.eye(3, dtype=np.float32), [[0], [2]], keep_unused=True)
+    assert g.names == ["a", "b", "c"] and g.weights.tolist() == [0.5, 0.0, 0.5]
 
 
 def hand_graph():
@@ -117,6 +122,13 @@ def test_relabel_top_m_above_tau_ties_to_lower_index():
 def test_parse_llm_skill_lists(answer, skills, reason):
     prompt = "List the skills this document needs as a JSON array.\n\nDocument: ..."
     assert parse_skills(answer, prompt) == (skills, reason)
+
+
+def test_labels_extractor_needs_its_list():
+    with pytest.raises(ValueError, match="non-empty list"):
+        ExtractorParams(kind="labels")
+    with pytest.raises(ValueError, match="only then"):
+        ExtractorParams(labels=["a"])
 
 
 def test_normalize_skill():

@@ -22,9 +22,23 @@ from winnow.skills.graph import SkillGraph
 AGGREGATORS = ("quad", "linear")
 
 
+def rowwise(x: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """``x @ m.T`` in float64, one matrix-vector product per row of ``x``.
+
+    A matrix-matrix product may round a row differently depending on how many rows
+    share the call (BLAS blocks by size), which would make scores depend on the
+    shard size; a product per row computes each row the same way every time.
+    """
+    m = np.ascontiguousarray(m, dtype=np.float64)
+    out = np.empty((x.shape[0], m.shape[0]), dtype=np.float64)
+    for i, row in enumerate(np.asarray(x, dtype=np.float64)):
+        out[i] = m @ row
+    return out
+
+
 def similarities(docs: np.ndarray, graph: SkillGraph, tau: float) -> np.ndarray:
     """``s``: (n, k) float64 cosine similarities, zeroed below ``tau``."""
-    s = docs.astype(np.float64) @ graph.embeddings.astype(np.float64).T
+    s = rowwise(docs, graph.embeddings)
     s[s < tau] = 0.0
     return s
 
@@ -35,12 +49,13 @@ def aggregate(
     """``(node, edge)`` parts, float64, one value per row of ``s``."""
     w, a = graph.weights, graph.edges
     if kind == "quad":
-        return (s * s) @ w, np.einsum("ni,ij,nj->n", s, a, s)
+        edge = (rowwise(s, a) * s).sum(axis=1)
+        return rowwise(s * s, w[None, :])[:, 0], edge
     if kind == "linear":
         edge = np.zeros(s.shape[0])
         for i, j, weight in graph.edge_list():
             edge += 2.0 * weight * np.minimum(s[:, i], s[:, j])
-        return s @ w, edge
+        return rowwise(s, w[None, :])[:, 0], edge
     raise ValueError(f"unknown aggregator {kind!r}; choose one of {', '.join(AGGREGATORS)}")
 
 

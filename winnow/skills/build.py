@@ -6,7 +6,7 @@ from collections import Counter
 
 import numpy as np
 
-from winnow.skills.extract import ExtractorParams, build_extractor, normalize_skill
+from winnow.skills.extract import ExtractorParams, build_extractor
 from winnow.skills.graph import SkillGraph, build_graph
 from winnow.skills.merge import merge_skills
 from winnow.skills.relabel import relabel
@@ -24,8 +24,8 @@ def build_skill_graph(
     """``(graph, merge report, stats)`` for ``texts`` (already in a canonical order)."""
     docs = embedder.encode(texts)
     tool = build_extractor(extractor)
-    if tool is None:  # a closed list: every label is its own skill
-        names = list(dict.fromkeys(normalize_skill(label) for label in extractor.labels))
+    if tool is None:  # a closed list: every label is its own skill, named as given
+        names = list(dict.fromkeys(label.strip() for label in extractor.labels))
         skill_emb = embedder.encode(names)
         report = [{"skill": n, "frequency": 0, "members": [{"name": n}]} for n in names]
         raw = len(names)
@@ -37,7 +37,7 @@ def build_skill_graph(
         merged = merge_skills(dict(frequency), vectors, merge_threshold)
         names, skill_emb, report, raw = merged.names, merged.embeddings, merged.report, len(unique)
     labels = relabel(docs, skill_emb, top_m, tau)
-    graph = build_graph(names, skill_emb, labels)
+    graph = build_graph(names, skill_emb, labels, keep_unused=tool is None)
     per_doc = np.array([len(doc) for doc in labels], dtype=np.float64)
     stats = {
         "reference_docs": len(texts),

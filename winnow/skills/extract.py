@@ -16,7 +16,7 @@ import json
 import re
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from winnow.stages.base import Params
 
@@ -47,7 +47,13 @@ class ExtractorParams(Params):
     language: str = "en"
     """YAKE's stop-word language."""
     labels: list[str] = Field(default_factory=list)
-    """The closed list of skills (``labels``)."""
+    """The closed list of skills (``labels``), used verbatim as skill names."""
+
+    @model_validator(mode="after")
+    def _labels_given(self):
+        if (self.kind == "labels") != bool(self.labels):
+            raise ValueError("labels: give a non-empty list with kind 'labels', and only then")
+        return self
 
 
 class KeyphraseExtractor:

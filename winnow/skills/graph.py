@@ -4,7 +4,8 @@
 labelled with skill i; ``A_ij = cooc_ij / sum_{k != l} cooc_kl`` where ``cooc_ij``
 counts documents labelled with both i and j. ``A`` is symmetric with a zero
 diagonal, and both ``w`` and ``A`` sum to 1 (``A`` is all zeros when no document has
-two skills). Skills no document carries are dropped.
+two skills). Skills no document carries are dropped, unless ``keep_unused`` (a user's
+closed list of labels keeps every label, with weight 0).
 """
 
 from __future__ import annotations
@@ -32,7 +33,9 @@ class SkillGraph:
         return [(int(a), int(b), float(self.edges[a, b])) for a, b in zip(i, j, strict=True)]
 
 
-def build_graph(names: list[str], embeddings: np.ndarray, labels: list[list[int]]) -> SkillGraph:
+def build_graph(
+    names: list[str], embeddings: np.ndarray, labels: list[list[int]], keep_unused: bool = False
+) -> SkillGraph:
     """The graph of ``names`` from each document's skill indices ``labels``."""
     k = len(names)
     freq = np.zeros(k, dtype=np.int64)
@@ -42,7 +45,7 @@ def build_graph(names: list[str], embeddings: np.ndarray, labels: list[list[int]
         freq[idx] += 1
         cooc[np.ix_(idx, idx)] += 1
     np.fill_diagonal(cooc, 0)
-    used = np.nonzero(freq)[0]
+    used = np.arange(k) if keep_unused else np.nonzero(freq)[0]
     freq, cooc = freq[used], cooc[np.ix_(used, used)]
     weights = freq / freq.sum() if freq.sum() else freq.astype(np.float64)
     total = cooc.sum()

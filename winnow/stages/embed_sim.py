@@ -27,6 +27,7 @@ import xxhash
 from pydantic import Field
 
 from winnow.files import atomic_write
+from winnow.skills.aggregate import rowwise
 from winnow.skills.embedder import normalize
 from winnow.skills.load import EmbedderParams
 from winnow.skills.reference import read_reference, texts_digest
@@ -101,10 +102,10 @@ class EmbedSim(MapStage):
             self.setup()
         p = self.params
         docs = document_embeddings(table, p, p.embedder, self._embedder)
-        sims = docs.astype(np.float64) @ self._reference.T
+        sims = rowwise(docs, self._reference)
         k = min(p.k, sims.shape[1])
         knn = -np.sort(-sims, axis=1)[:, :k].mean(axis=1)
-        centroid = docs.astype(np.float64) @ self._centroid.astype(np.float64)
+        centroid = rowwise(docs, self._centroid[None, :])[:, 0]
         table = set_column(table, "knn_score", pa.array(knn, pa.float64()))
         table = set_column(table, "centroid_score", pa.array(centroid, pa.float64()))
         if p.keep_embeddings and p.embedding_column != "embedding":
