@@ -4,6 +4,7 @@ task retries, bad input."""
 import json
 import logging
 import random
+import subprocess
 import sys
 from pathlib import Path
 
@@ -233,7 +234,23 @@ def test_spark_submit_line(capsys):
     line = capsys.readouterr().out
     assert "spark-submit --master yarn" in line
     assert f"spark.pyspark.python={sys.executable}" in line
-    assert "winnow/runners/spark.py" in line and "pipelines/demo.yaml" in line
+    assert "winnow/spark/submit.py" in line and "pipelines/demo.yaml" in line
+
+
+@pytest.mark.parametrize("module", ["winnow.spark", "winnow.runners.spark"])
+def test_spark_entry_points_run(module, tmp_path):
+    """``python -m winnow.spark`` and the older ``python -m winnow.runners.spark`` both
+    reach the driver's command line (a missing pipeline is its one-line error)."""
+    out = subprocess.run(
+        [sys.executable, "-m", module, str(tmp_path / "missing.yaml")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 2
+    assert (
+        out.stderr.strip() == f"winnow: error: {tmp_path / 'missing.yaml'}: pipeline file not found"
+    )
 
 
 def test_connected_components_match_scipy(spark):

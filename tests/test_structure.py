@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
-from test_runner import pipeline, read_ids, tree_bytes, write_corpus
+from test_runner import pipeline, tree_bytes, write_corpus
 
 from winnow.errors import ConfigError
 from winnow.io.writers import read_table
@@ -152,13 +152,29 @@ def stage_rows(tmp_path: Path, stages: list[dict], workers: int) -> pa.Table:
 def test_resources_size_the_pass(tmp_path):
     write_corpus(tmp_path / "in", n_docs=600, bad_lines=False)  # 6 chunks of 100 rows
     both = stage_rows(tmp_path, [{"id": "who", "use": "plugins.structure:WhoRan"}], 2)
-    assert len(set(both["pid"].to_pylist())) == 2  # two workers
+    pids = set(both["pid"].to_pylist())
+    assert os.getpid() not in pids and len(pids) <= 2  # a pool of (at most) two workers
     assert max(both["slice_rows"].to_pylist()) == 7  # fed in slices of batch_rows
     one = stage_rows(tmp_path, [{"id": "who", "use": "plugins.structure:OneWorker"}], 2)
     assert set(one["pid"].to_pylist()) == {os.getpid()}  # capped to one worker: in-process
     override = [{"id": "who", "use": "plugins.structure:WhoRan", "resources": {"workers": 1}}]
     assert set(stage_rows(tmp_path, override, 2)["pid"].to_pylist()) == {os.getpid()}
-    assert read_ids(tmp_path / "run" / "data") == read_ids(tmp_path / "run" / "data")
+
+
+def test_a_pass_takes_the_smallest_worker_cap_and_the_most_gpus():
+    from plugins.structure import OneWorker, WhoRan
+
+    from winnow.runners.runner import pass_resources
+    from winnow.stages.base import Resources
+
+    def stage(cls, **res):
+        return cls(cls.Params(), stage_id="s", seed=0, resources=Resources(**res))
+
+    assert pass_resources([stage(WhoRan)], 8) == Resources(workers=8, gpus=0)
+    assert pass_resources([stage(WhoRan), stage(OneWorker, workers=1)], 8).workers == 1
+    assert pass_resources([stage(WhoRan, workers=3, gpus=1), stage(WhoRan, gpus=2)], 2) == (
+        Resources(workers=2, gpus=2)
+    )
 
 
 def test_gpu_stages_get_one_device_group_per_worker(tmp_path, monkeypatch):
@@ -194,3 +210,21 @@ def test_every_stage_and_scorer_param_has_help():
             if not (info.description or "").strip():
                 missing.append(f"{name}.{field}")
     assert missing == []
+
+
+@pytest.mark.spark
+def test_a_plugin_global_stage_ships_its_own_spark_backend(tmp_path, spark, caplog):
+    from plugins import spark_backends
+
+    from winnow.spark.executor import SparkRunner
+
+    write_corpus(tmp_path / "in", n_docs=300, bad_lines=False)
+    stages = [{"id": "chars", "use": "plugins.structure:CharCount"}]
+    local = run_pipeline(parse_pipeline(pipeline(tmp_path, stages=stages)), progress=False)
+    spark_backends.CALLS.clear()
+    with caplog.at_level("WARNING", logger="winnow.spark"):
+        ledger = SparkRunner(parse_pipeline(pipeline(tmp_path, "spark", stages)), spark).run()
+    assert spark_backends.CALLS == ["chars"]  # the plugin's backend ran, not the driver path
+    assert "ran on the driver" not in caplog.text
+    assert ledger.to_json() == local.to_json()
+    assert tree_bytes(tmp_path / "spark", "data") == tree_bytes(tmp_path / "run", "data")

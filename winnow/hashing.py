@@ -1,4 +1,5 @@
-"""Stable, seeded hashes of string columns (xxh3), used for sampling and splits."""
+"""Stable, seeded hashes of string columns (xxh3), and the one map from a 64-bit hash
+to the unit interval that sampling, splits and mixing share."""
 
 from __future__ import annotations
 
@@ -16,6 +17,11 @@ def hash_strings(values: pa.Array | pa.ChunkedArray, seed: int) -> np.ndarray:
     return out
 
 
+def to_unit(keys: np.ndarray) -> np.ndarray:
+    """Uniform 64-bit hashes -> floats in [0, 1) (the top 53 bits, exactly)."""
+    return (np.asarray(keys, np.uint64) >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+
+
 def unit_interval(values: pa.Array | pa.ChunkedArray, seed: int) -> np.ndarray:
     """Map each string to a uniform float in [0, 1), stable across runs and shardings."""
-    return (hash_strings(values, seed) >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+    return to_unit(hash_strings(values, seed))

@@ -57,8 +57,8 @@ def spark_backend(stage: GlobalStage) -> Callable | None:
         return None
     try:
         return import_object(stage.spark_backend, "Spark backend")
-    except ValueError as exc:
-        raise ConfigError(f"stage {stage.stage_id!r}: {exc}") from None
+    except ValueError as exc:  # the runner names the stage
+        raise ConfigError(str(exc)) from None
 
 
 class SparkExecutor:
@@ -90,7 +90,9 @@ class SparkExecutor:
         backend = spark_backend(stage)
         if backend is None:
             kind = stage.name or type(stage).__name__  # plugins may leave name unset
-            log.warning("stage %r (%s): no Spark backend; ran on the driver", stage.stage_id, kind)
+            log.warning(
+                "stage %r (%s): no Spark backend yet; ran on the driver", stage.stage_id, kind
+            )
         if backend is None or data.num_rows == 0:
             return run_global_here(stage, data, folder, advance)
         with unwrap_errors():

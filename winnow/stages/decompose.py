@@ -50,6 +50,7 @@ import xxhash
 from pydantic import Field, model_validator
 
 from winnow.errors import InputError, LedgerError, WinnowError
+from winnow.hashing import to_unit
 from winnow.io.buckets import BucketWriter, ConcatWriter, TokenShardWriter, concat_as
 from winnow.kernels.decompose import greedy_plan, plan_document
 from winnow.stages.base import GlobalStage, Materialized, Output, Params
@@ -249,9 +250,10 @@ class Decompose(GlobalStage):
         (frac,) = np.nonzero(f > copies)
         ids = corpus.ids.take(frac).to_pylist()
         u = np.array(
-            [xxhash.xxh64_intdigest(b"mix\0" + i.encode(), seed=self.seed & _U64) for i in ids]
+            [xxhash.xxh64_intdigest(b"mix\0" + i.encode(), seed=self.seed & _U64) for i in ids],
+            np.uint64,
         )
-        copies[frac] += (u / 2.0**64 < f[frac] - copies[frac]).astype(np.int64)
+        copies[frac] += (to_unit(u) < f[frac] - copies[frac]).astype(np.int64)
         info = {
             "mode": p.mix_mode,
             "weights": dict(sorted(p.mix.items())),

@@ -8,7 +8,8 @@ per-row doc keys, sources and offsets are held in memory.
 Bucket mode (Dataset Decomposition): each optimizer step draws one bucket, chosen by a
 :class:`winnow.trainer.curricula.Schedule`, and ``tokens_per_step / 2^k`` sequences from it.
 
-Held-out split: a document is held out when ``xxh64(doc_id) / 2^64 < val_fraction``,
+Held-out split: a document is held out when ``xxh64(doc_id)``, mapped to [0, 1), is
+below ``val_fraction``,
 independent of the training seed and of which other documents exist, so variants of
 one corpus (raw, curated) hold out the same documents and no variant trains on
 another's validation documents. A source left with no held-out document gives up
@@ -35,6 +36,7 @@ import pyarrow.compute as pc
 import xxhash
 
 from winnow.errors import InputError
+from winnow.hashing import to_unit
 
 _LEN_DIR = re.compile(r"^len_(\d+)$")
 
@@ -54,7 +56,7 @@ def doc_keys(doc_ids: pa.Array) -> np.ndarray:
 
 def held_out(keys: np.ndarray, fraction: float) -> np.ndarray:
     """True where a doc key falls in the held-out hash range."""
-    return keys < np.uint64(min(int(fraction * 2.0**64), 2**64 - 1))
+    return to_unit(keys) < fraction
 
 
 def _open_ipc(path: Path) -> list[pa.RecordBatch]:

@@ -40,7 +40,7 @@ import pyarrow.compute as pc
 import xxhash
 
 from winnow.errors import InputError, LedgerError, WinnowError
-from winnow.io.buckets import TokenShardWriter
+from winnow.io.buckets import TokenShardWriter, copy_stream
 from winnow.io.writers import read_table
 from winnow.ledger import StageCount
 from winnow.runners.layout import write_part
@@ -50,7 +50,6 @@ from winnow.stages.decompose import (
     NULL_SOURCE,
     SOURCE,
     Corpus,
-    copy_stream,
     id_order,
     token_dtype,
     token_view,
