@@ -24,6 +24,7 @@ byte-fallback, WordPiece and Unigram tokenizers.
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
 import tempfile
@@ -120,8 +121,6 @@ class NotExact(Exception):
 
 def hf_encoder(tokenizer: Tokenizer, add_special_tokens: bool) -> Encode:
     """``tokenizers`` itself: the oracle."""
-    import itertools
-
     encode_fast = getattr(tokenizer, "encode_batch_fast", tokenizer.encode_batch)
 
     def encode(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
