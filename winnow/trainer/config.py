@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from winnow.config import format_validation_error, read_yaml, set_dotted
 from winnow.errors import ConfigError
 from winnow.trainer.curricula import CURRICULA
+from winnow.trainer.mixture import MixtureConfig
 from winnow.trainer.model import PRESETS
 
 
@@ -36,6 +37,7 @@ class DataConfig(Strict):
     concat_from: Literal["pieces", "shards"] = "pieces"
     val_fraction: float = Field(default=0.01, ge=0, lt=1)
     min_val_docs_per_source: int = Field(default=1, ge=0)
+    mixture: MixtureConfig | None = None  # rows drawn by source per step (bucket mode)
 
     @field_validator("curriculum")
     @classmethod

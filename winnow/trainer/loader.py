@@ -3,6 +3,9 @@
 Each step's bucket comes from a ``winnow.trainer.curricula.Schedule``; within a bucket,
 rows come from an endless stream of per-epoch seeded permutations, so the stream is
 a pure function of (seed, bucket, rows consumed) and a resumed run continues it exactly.
+With a ``winnow.trainer.mixture`` mixture, a step's rows are drawn by group from the
+mixture's current weights instead (seeded by the step; the mixture's state is part
+of the loader's, so a resumed run draws the same rows).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from winnow.trainer.curricula import Schedule
+from winnow.trainer.mixture import Mixture, draw_rows
 
 
 def _epoch_perm(seed: int, length: int, epoch: int, n: int) -> np.ndarray:
@@ -53,7 +57,11 @@ class Loader:
         seed: int,
         rank: int = 0,
         world: int = 1,
+        mixture: Mixture | None = None,
+        groups: dict[int, np.ndarray] | None = None,
     ):
+        """``groups``: per bucket length, each row's group index into ``mixture.groups``."""
+        self.mixture, self.groups = mixture, groups
         self.sources, self.schedule = sources, schedule
         self.tokens_per_step, self.seed, self.rank, self.world = tokens_per_step, seed, rank, world
         for n in sources:
@@ -71,15 +79,24 @@ class Loader:
     def next(self) -> Batch:
         n = self.schedule.bucket_at(self.step)
         source, size = self.sources[n], self.batch_size(n)
-        rows = rows_for(self.seed, n, source.num_rows, self.consumed[n], size)
+        if self.mixture is None:
+            rows = rows_for(self.seed, n, source.num_rows, self.consumed[n], size)
+        else:
+            rng = np.random.default_rng([self.seed, self.step, 0x313A])
+            rows = draw_rows(self.groups[n], self.mixture.p, size, rng)
         self.consumed[n] += size
         batch = Batch(self.step, n, source.get(rows[self.rank :: self.world]), size)
         self.step += 1
         return batch
 
     def state_dict(self) -> dict:
-        return {"step": self.step, "consumed": {str(n): c for n, c in self.consumed.items()}}
+        state = {"step": self.step, "consumed": {str(n): c for n, c in self.consumed.items()}}
+        if self.mixture is not None:
+            state["mixture"] = self.mixture.state_dict()
+        return state
 
     def load_state_dict(self, state: dict) -> None:
         self.step = int(state["step"])
         self.consumed = {int(n): int(c) for n, c in state["consumed"].items()}
+        if self.mixture is not None:
+            self.mixture.load_state_dict(state["mixture"])

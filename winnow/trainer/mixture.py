@@ -23,13 +23,22 @@ all from a seeded generator.
 
 State (``state_dict``) is plain lists, saved in the checkpoint, so a resumed run
 draws the identical stream.
+
+In the trainer (``data.mixture``), groups are the shards' ``source`` values;
+``skillit`` updates every ``every`` steps from the per-source loss of up to
+``eval_docs`` held-out documents per source. Aioli's probe steps are not scheduled
+by the trainer yet: ``Aioli`` here is the update rule for a caller that runs them.
 """
 
 from __future__ import annotations
 
+import json
 from collections import deque
+from pathlib import Path
+from typing import Literal
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
 
 
 def _normalised(p) -> np.ndarray:
@@ -154,3 +163,67 @@ def draw_rows(
     counts = np.searchsorted(row_groups[order], present, side="right") - starts
     offsets = rng.integers(0, counts[picks])
     return order[starts[picks] + offsets]
+
+
+class MixtureConfig(BaseModel):
+    """``data.mixture`` of a training config."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    kind: Literal["static", "stratified", "skillit"] = "static"
+    """``static`` (``weights``, uniform by default), ``stratified`` (by tokens) or
+    ``skillit`` (online, from held-out loss per source)."""
+    weights: dict[str, float] | None = None
+    """``p_0`` by source name; sources not named get 0 (default: uniform)."""
+    graph: str | None = None
+    """Skill-it graph: a JSON file ``{"groups": [...], "matrix": [[...]]}`` (default:
+    the identity, i.e. each source helps only itself)."""
+    eta: float = Field(default=0.5, gt=0)
+    """Skill-it's step size."""
+    window: int = Field(default=3, ge=1)
+    """Rounds of loss Skill-it sums."""
+    every: int = Field(default=50, ge=1)
+    """Steps between Skill-it updates."""
+    eval_docs: int = Field(default=8, ge=1)
+    """Held-out documents per source scored for each update."""
+
+
+def for_buckets(cfg: MixtureConfig, names: list[str], buckets: dict) -> tuple[Mixture, dict]:
+    """``(mixture, groups)`` for the loader: ``buckets`` maps a length to its training rows
+    (``TableRows``); ``groups`` maps it to each row's source index into ``names``."""
+    groups = {n: rows.table.source[rows.rows] for n, rows in buckets.items()}
+    tokens = np.zeros(len(names))
+    for n, codes in groups.items():
+        tokens += n * np.bincount(codes, minlength=len(names))
+    return build_mixture(cfg, names, tokens), groups
+
+
+def build_mixture(cfg: MixtureConfig, groups: list[str], tokens: np.ndarray) -> Mixture:
+    """The mixture ``cfg`` describes over ``groups`` (with ``tokens`` training tokens each)."""
+    p0 = None
+    if cfg.weights is not None:
+        unknown = sorted(set(cfg.weights) - set(groups))
+        if unknown:
+            raise ValueError(f"mixture.weights: unknown source(s) {unknown}; sources: {groups}")
+        p0 = [cfg.weights.get(g, 0.0) for g in groups]
+    if cfg.kind == "stratified":
+        return stratified(groups, tokens)
+    if cfg.kind == "static":
+        return Mixture(groups, p0)
+    graph = np.eye(len(groups)) if cfg.graph is None else read_graph(Path(cfg.graph), groups)
+    return SkillIt(groups, graph, p0, eta=cfg.eta, window=cfg.window)
+
+
+def read_graph(path: Path, groups: list[str]) -> np.ndarray:
+    """A Skill-it matrix from JSON, reordered to ``groups`` (missing groups: identity)."""
+    data = json.loads(path.read_text())
+    names, matrix = data["groups"], np.asarray(data["matrix"], dtype=np.float64)
+    if matrix.shape != (len(names), len(names)):
+        raise ValueError(f"{path}: matrix must be {len(names)}x{len(names)}")
+    out = np.eye(len(groups))
+    index = {name: i for i, name in enumerate(names)}
+    for a, ga in enumerate(groups):
+        for b, gb in enumerate(groups):
+            if ga in index and gb in index:
+                out[a, b] = matrix[index[ga], index[gb]]
+    return out

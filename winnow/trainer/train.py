@@ -39,6 +39,7 @@ from winnow.trainer.curricula import Schedule, get_curriculum
 from winnow.trainer.data import BucketDataset
 from winnow.trainer.eval import evaluate, score_documents
 from winnow.trainer.loader import Loader
+from winnow.trainer.mixture import for_buckets
 from winnow.trainer.model import GPT, preset
 from winnow.trainer.optim import lr_at, make_optimizer
 from winnow.versions import git_revision, package_versions
@@ -147,9 +148,18 @@ class Trainer:
             d.cycles,
             t.seed,
         )
+        self.mixture, groups = None, None
+        if d.mixture is not None:
+            if d.mode != "bucket":
+                raise ConfigError("data.mixture: needs data.mode: bucket")
+            try:
+                self.mixture, groups = for_buckets(d.mixture, self.dataset.sources, sources)
+            except ValueError as exc:
+                raise ConfigError(f"data.{exc}") from None
         self.loader = Loader(
-            sources, self.schedule, t.tokens_per_step, t.seed, self.rank, self.world
-        )
+            sources, self.schedule, t.tokens_per_step, t.seed, self.rank, self.world,
+            self.mixture, groups,
+        )  # fmt: skip
         self.max_len = max(sources)
         self.eval_len = cfg.eval.eval_len or self.max_len
 
@@ -309,6 +319,20 @@ class Trainer:
         self.model.train()
         return res["all"]["loss"]
 
+    def source_losses(self, docs_per_source: int) -> np.ndarray:
+        """Held-out loss of each mixture group (a source without held-out documents
+        gets the mean of the others)."""
+        docs = self.dataset.val_documents(docs_per_source)
+        res = score_documents(
+            self.model, docs, self.eval_len, self.device, self.autocast, None,
+            self.cfg.eval.batch_tokens,
+        )  # fmt: skip
+        self.model.train()
+        losses = [res["by_source"].get(g, {}).get("loss") for g in self.mixture.groups]
+        known = [x for x in losses if x is not None]
+        fill = float(np.mean(known)) if known else 0.0
+        return np.array([fill if x is None else x for x in losses])
+
     def run(self, halt_after: int | None = None) -> dict | None:
         t = self.cfg.train
         self.out.mkdir(parents=True, exist_ok=True)
@@ -349,6 +373,9 @@ class Trainer:
                 self.optimizer.zero_grad(set_to_none=True)
                 self.step += 1
                 self.tokens_seen += t.tokens_per_step
+                mix = self.cfg.data.mixture
+                if mix is not None and mix.kind == "skillit" and self.step % mix.every == 0:
+                    self.mixture.update(self.source_losses(mix.eval_docs))
                 if self.step % t.log_every == 0 or self.step == t.steps:
                     record = self._record(batch, loss, lr, grad_norm, t0, timings)
                     if t.eval_every and (self.step % t.eval_every == 0 or self.step == t.steps):
