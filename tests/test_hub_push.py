@@ -202,3 +202,14 @@ def test_a_wrong_token_is_a_one_line_error_not_a_resume(
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("winnow: error: tester/hubtest at http://127.0.0.1:")
     assert "401" in err[-1] and REPO not in hub.repos
+
+
+def test_backoff_doubles_with_jitter_and_honours_retry_after():
+    import random
+
+    policy = RetryPolicy(attempts=5, base=1.0, cap=10.0, rng=random.Random(0))
+    for attempt, full in enumerate([1.0, 2.0, 4.0, 8.0, 10.0]):
+        waits = [policy.delay(attempt, None) for _ in range(50)]
+        assert all(full / 2 <= w <= full for w in waits) and len(set(waits)) > 1
+    assert policy.delay(0, "7") == 7.0 and policy.delay(3, "120") == 10.0  # capped
+    assert 0.5 <= policy.delay(0, "Wed, 21 Oct 2026 07:28:00 GMT") <= 1.0  # a date: backoff
