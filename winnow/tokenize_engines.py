@@ -7,7 +7,7 @@ lengths, equal to ``Tokenizer.encode(text, add_special_tokens=...)`` for each te
 * ``tiktoken``: the conversion of ``winnow.fast_bpe``, *proven* exact for the
   byte-level BPEs it accepts (no normalizer, known split regexes; see its docstring).
 * ``fastokens`` and ``tokie``: native re-implementations of ``tokenizer.json``
-  (Rust), 10-40x faster than HF per core. Neither comes with a proof, and each
+  (Rust), 20-100x faster than HF per core. Neither comes with a proof, and each
   supports only part of the format (fastokens refuses NFKC and BERT normalizers;
   tokie loads more but differs from HF on some inputs), so winnow *checks* them:
   ``check_exact`` encodes ``probe_texts`` (adversarial strings, random code points,

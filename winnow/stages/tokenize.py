@@ -9,7 +9,7 @@ Adds ``tokens`` (``list<uint32>``, EOS appended per document) and ``n_tokens``
 Every engine gives the ids of ``Tokenizer.encode`` (``winnow.tokenize_engines``):
 ``hf`` (``tokenizers`` itself), ``tiktoken`` (proven exact for the byte-level BPEs
 ``winnow.fast_bpe`` converts), and ``fastokens`` / ``tokie`` (native encoders,
-10-40x faster than HF per core, used only after they match HF on a probe of
+20-100x faster than HF per core, used only after they match HF on a probe of
 adversarial, random and vocabulary text at setup). ``engine: auto`` (the default)
 takes the fastest exact one, else HF; a requested engine that is not exact for the
 tokenizer is a config error. The ``docs_<engine>`` stat counts the documents each
