@@ -7,9 +7,9 @@ would exceed ``LOGITS_BUDGET`` elements it computes them ``chunk`` rows at a tim
 the forward pass keeps only ``log Z`` per token, and the backward pass recomputes
 each chunk's logits to form ``softmax - onehot`` and its two matmuls. Peak memory
 is one chunk's logits instead of ``tokens x vocab`` floats (p124m at 8k context and
-64k tokens per micro-batch: 12.8 GB of fp32 logits otherwise), for one extra
-head matmul per step (~10% of p124m's training FLOPs). Under autocast the matmuls run in the autocast dtype and the
-softmax in float32, like the plain head.
+64k tokens per micro-batch: 12.8 GB of fp32 logits otherwise), for one extra head
+matmul per step (~10% of p124m's training FLOPs). Under autocast the matmuls run in
+the autocast dtype and the softmax in float32, like the plain head.
 
 Parity with the plain path (values and gradients, fp32, 1e-5) is tested in
 tests/test_trainer_loss.py. ``liger-kernel``'s fused loss needs Triton, which
