@@ -15,6 +15,9 @@ def add_report_args(p: argparse.ArgumentParser) -> None:
 
 
 def cli_report(args) -> int:
+    from winnow.hub.cli import require
+
+    require(("matplotlib",), "train")
     from winnow.html_report import write_report
 
     path = write_report(

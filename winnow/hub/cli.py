@@ -36,7 +36,19 @@ def add_publish_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--retries", type=int, default=6, help="attempts per commit (backoff 1s, 2s..)")
 
 
+def require(modules: tuple[str, ...], extra: str) -> None:
+    """A one-line error naming the pip extra when an optional dependency is missing."""
+    import importlib.util
+
+    from winnow.errors import WinnowError
+
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        raise WinnowError(f"needs {', '.join(missing)}: pip install 'winnow[{extra}]'")
+
+
 def cli_publish(args) -> int:
+    require(("datasets", "huggingface_hub"), "hf")
     from winnow.hub import CardOptions, PushInterrupted, RetryPolicy, plan_publish, publish
     from winnow.hub.card import read_notes
 
