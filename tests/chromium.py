@@ -108,6 +108,7 @@ def load_page(url: str, expression: str = "null", *, width=1280, height=2400, ti
         "--headless",
         "--no-sandbox",
         "--disable-gpu",
+        "--disable-dev-shm-usage",  # containers often have a tiny /dev/shm
         "--no-first-run",
         "--disable-extensions",
         "--disable-background-networking",
