@@ -125,13 +125,9 @@ def check_owner(run_dir: Path, force: bool) -> None:
 
 
 def is_run_dir(path: Path) -> bool:
-    """Made by winnow: the marker, or (runs from before the marker) ``stages/`` plus a
-    ledger or manifest."""
-    if (path / MARKER).is_file():
-        return True
-    return (path / "stages").is_dir() and any(
-        (path / n).is_file() for n in ("ledger.json", "manifest.json")
-    )
+    """Made by winnow: the marker, or (runs from before the marker) a pass folder with
+    the runner's ``_HASH`` file under ``stages/``."""
+    return (path / MARKER).is_file() or any(path.glob("stages/*/_HASH"))
 
 
 class RunLock:
