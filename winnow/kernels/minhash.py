@@ -40,7 +40,6 @@ from typing import Literal, NamedTuple
 import numpy as np
 import pyarrow as pa
 
-from winnow.kernels import minhash_jit
 from winnow.kernels.shingles import (
     POLY,
     TextNorm,
@@ -169,6 +168,8 @@ def band_keys(sig: np.ndarray, bands: int, rows: int, engine: Engine = "auto") -
     if bands * rows > sig.shape[1]:
         raise ValueError(f"{bands} bands x {rows} rows need {bands * rows} permutations")
     if _compiled(engine):
+        from winnow.kernels import minhash_jit
+
         return minhash_jit.band_keys(np.ascontiguousarray(sig), bands, rows)
     grid = sig[:, : bands * rows].reshape(len(sig), bands, rows).astype(np.uint64)
     h = np.zeros((len(sig), bands), np.uint64)
@@ -178,9 +179,14 @@ def band_keys(sig: np.ndarray, bands: int, rows: int, engine: Engine = "auto") -
 
 
 def _compiled(engine: Engine) -> bool:
+    """Whether ``engine`` means the compiled kernels (numba is imported only then)."""
+    if engine == "numpy":
+        return False
+    from winnow.kernels import minhash_jit
+
     if engine == "numba" and not minhash_jit.AVAILABLE:
         raise ImportError("engine numba needs numba (pip install numba)")
-    return engine == "numba" or (engine == "auto" and minhash_jit.AVAILABLE)
+    return minhash_jit.AVAILABLE
 
 
 def _empty_signatures(docs: int, perms: Permutations) -> np.ndarray:
@@ -190,6 +196,8 @@ def _empty_signatures(docs: int, perms: Permutations) -> np.ndarray:
 
 def compiled_signatures(hashes: np.ndarray, offsets: np.ndarray, perms: Permutations) -> np.ndarray:
     """``signatures`` through the compiled kernel (bit-identical)."""
+    from winnow.kernels import minhash_jit
+
     out = _empty_signatures(len(offsets) - 1, perms)
     scheme = minhash_jit.SCHEMES[perms.scheme]
     hashes = np.ascontiguousarray(hashes, np.uint64)
@@ -276,6 +284,8 @@ class MinHasher:
             hashes, offsets = self.shingle_hashes(texts)
             return signatures(hashes, offsets, self.perms), np.diff(offsets)
         if self.hash == "fast" and self.unit == "word":
+            from winnow.kernels import minhash_jit
+
             words, offsets = compiled_word_hashes(texts, self.norm)
             out = _empty_signatures(len(offsets) - 1, self.perms)
             a, b, scheme = self.perms.a, self.perms.b, minhash_jit.SCHEMES[self.scheme]

@@ -34,8 +34,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from winnow.kernels import minhash_jit
-
 Unit = Literal["word", "char"]
 
 MASK64 = (1 << 64) - 1
@@ -416,6 +414,8 @@ def shingle_hash_py(shingle: str | bytes, unit: Unit = "word") -> int:
 @lru_cache(maxsize=32)
 def _byte_classes(norm: TextNorm) -> tuple[np.ndarray, np.ndarray]:
     """``ascii_words``' byte classes and values (lowercased byte + 1) for ``norm``."""
+    from winnow.kernels import minhash_jit  # numba is imported only when it is used
+
     classes = np.full(256, minhash_jit.WORD, np.uint8)
     classes[_ASCII_PUNCT if norm.punctuation else []] = minhash_jit.SEP
     classes[_ASCII_SPACE] = minhash_jit.SEP  # \x1c-\x1f separate words inside a token
@@ -431,6 +431,8 @@ def compiled_word_hashes(
     texts: pa.Array, norm: TextNorm = TextNorm()
 ) -> tuple[np.ndarray, np.ndarray]:
     """``word_hashes`` with ASCII tokens done by the compiled byte pass (bit-identical)."""
+    from winnow.kernels import minhash_jit
+
     data, offsets = _utf8(_as_string_array(texts))
     salt, len_mult = np.uint64(_WORD_SALT), np.uint64(_LEN_MULT)
     items, refs, doc_items, starts, ends = minhash_jit.ascii_words(
