@@ -77,6 +77,8 @@ class SkillsParams(Params):
     embedding_column: str | None = None
     """Read document embeddings from this column (written by ``embed_sim`` with the
     same embedder) instead of embedding again."""
+    keep_embeddings: bool = False
+    """Keep ``embedding_column`` in the output (by default it is dropped once used)."""
     text_column: str = TEXT
 
     @model_validator(mode="after")
@@ -192,5 +194,7 @@ class Skills(MapStage):
         }
         for name, values in columns.items():
             table = set_column(table, name, values)
+        if p.embedding_column and not p.keep_embeddings:
+            table = table.drop_columns([p.embedding_column])
         matched = float(np.count_nonzero(score > 0))
         return Output(kept=table, stats={"skills_matched": matched})
