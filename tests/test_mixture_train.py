@@ -103,3 +103,19 @@ def test_mixture_config_errors(bucket_dir, tmp_path):
         Trainer(config(bucket_dir, tmp_path / "x", {"weights": {"nope": 1}}))
     with pytest.raises(ValueError, match="non-negative"):
         Mixture(["a"], [0])
+
+
+def test_skillit_graph_from_one_hot_probe_runs(bucket_dir, tmp_path):
+    from winnow.trainer.mixture import read_graph
+    from winnow.trainer.skillit_graph import main
+
+    cfg = config(bucket_dir, tmp_path / "probe", None, steps=6)
+    (tmp_path / "train.json").write_text(json.dumps(cfg.model_dump(mode="json")))
+    assert main([str(tmp_path / "train.json"), "--out", str(tmp_path / "g.json"),
+                 "--eval-docs", "2"]) == 0  # fmt: skip
+    graph = json.loads((tmp_path / "g.json").read_text())
+    a = np.array(graph["matrix"])
+    assert graph["groups"] == ["docstring", "package", "junk"] and a.shape == (3, 3)
+    # training on a source lowers its own held-out loss more than random junk does
+    assert a[0, 0] > a[2, 0] and a[1, 1] > a[2, 1]
+    assert np.array_equal(read_graph(tmp_path / "g.json", graph["groups"]), a)

@@ -319,16 +319,17 @@ class Trainer:
         self.model.train()
         return res["all"]["loss"]
 
-    def source_losses(self, docs_per_source: int) -> np.ndarray:
-        """Held-out loss of each mixture group (a source without held-out documents
-        gets the mean of the others)."""
+    def source_losses(self, docs_per_source: int, groups: list[str] | None = None) -> np.ndarray:
+        """Held-out loss of each source in ``groups`` (default: the mixture's groups); a
+        source without held-out documents gets the mean of the others."""
         docs = self.dataset.val_documents(docs_per_source)
         res = score_documents(
             self.model, docs, self.eval_len, self.device, self.autocast, None,
             self.cfg.eval.batch_tokens,
         )  # fmt: skip
         self.model.train()
-        losses = [res["by_source"].get(g, {}).get("loss") for g in self.mixture.groups]
+        groups = self.mixture.groups if groups is None else groups
+        losses = [res["by_source"].get(g, {}).get("loss") for g in groups]
         known = [x for x in losses if x is not None]
         fill = float(np.mean(known)) if known else 0.0
         return np.array([fill if x is None else x for x in losses])
