@@ -43,7 +43,7 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--reference", type=int, default=150, help="reference documents")
     ap.add_argument("--target-share", type=float, default=0.1, help="target share of the pool")
     ap.add_argument("--max-tokens", type=int, default=128, help="window of the selection run")
-    ap.add_argument("--throughput-docs", type=int, default=256, help="texts for throughput")
+    ap.add_argument("--throughput-docs", type=int, default=768, help="texts for throughput")
     ap.add_argument("--skip", nargs="*", default=[], help="parts to skip: embed select dsir")
     return ap.parse_args()
 

@@ -35,6 +35,15 @@ def test_embedding_matches_plain_sentence_transformers():
     assert np.linalg.norm(long) == pytest.approx(1, abs=1e-6)
 
 
+def test_a_window_gives_the_same_bytes_whatever_shares_its_batch():
+    embedder = EmbedderParams().load()
+    rng = np.random.default_rng(0)
+    seqs = [[101, *rng.integers(2000, 20000, size=30).tolist(), 102] for _ in range(9)]
+    full = embedder.forward(seqs, 32)
+    for rows in ([4], [0, 1, 2], [3, 8, 5, 6]):  # other batch sizes and positions
+        assert np.array_equal(embedder.forward([seqs[i] for i in rows], 32), full[rows])
+
+
 def write_jsonl(path, rows, fields=("text",)):
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps({f: r[f] for f in fields}) + "\n" for r in rows))

@@ -1,4 +1,5 @@
-"""Sentence embeddings with fixed batch shapes, so scores never depend on sharding.
+"""Sentence embeddings whose shapes depend only on each window, so scores never depend
+on sharding.
 
 ``resolve_model`` maps a model name to what sentence-transformers loads: ``minilm``
 (the default) is the offline all-MiniLM-L6-v2 folder shipped by the
@@ -7,13 +8,17 @@ folder or a hub id (sentence-transformers resolves it through the Hugging Face
 cache or the Hub).
 
 ``Embedder.encode`` tokenizes, cuts each document into at most ``max_chunks``
-windows of ``max_tokens`` tokens (CLS and SEP included), and runs the windows in
-batches of exactly ``batch_size`` rows padded to a multiple of ``length_step``
-tokens. A window's padded length depends only on its own length, and its row in a
-batch does not change its result (tested), so an embedding is the same bytes
-whatever else shares its batch: one worker or many, any shard size. The model's
-pooling (mean or CLS) is applied per window; a document's embedding is the
-token-weighted mean of its normalised windows, normalised.
+windows of ``max_tokens`` tokens (CLS and SEP included), groups the windows by
+their length rounded up to a multiple of ``length_step``, and runs each group in
+batches of at most ``batch_size`` rows. A window's padded length depends only on
+its own length, and neither its row in a batch nor the number of rows in the batch
+changes its result on CPU (oneDNN/MKL kernels reduce each row the same way;
+tested), so an embedding is the same bytes whatever else shares its batch: one
+worker or many, any shard size. On accelerators, whose kernels may pick other
+algorithms for other shapes, batches are padded to exactly ``batch_size`` rows
+(``pad_rows``). The model's pooling (mean or CLS) is applied per window; a
+document's embedding is the token-weighted mean of its normalised windows,
+normalised.
 """
 
 from __future__ import annotations
@@ -63,7 +68,7 @@ def folder_digest(path: Path) -> str:
 
 
 class Embedder:
-    """A sentence-transformers model run with fixed shapes; ``encode`` gives unit vectors."""
+    """A sentence-transformers model run shard-independently; ``encode`` gives unit vectors."""
 
     def __init__(
         self,
@@ -72,9 +77,10 @@ class Embedder:
         max_tokens: int = 256,
         max_chunks: int = 4,
         batch_size: int = 32,
-        length_step: int = 16,
+        length_step: int = 8,
         precision: str = "fp32",
         device: str = "cpu",
+        pad_rows: bool | None = None,
     ):
         import torch
         from sentence_transformers import SentenceTransformer
@@ -92,6 +98,7 @@ class Embedder:
         self.length_step = length_step
         self.precision = precision
         self.device = torch.device(device)
+        self.pad_rows = self.device.type != "cpu" if pad_rows is None else pad_rows
         self.dim = int(st.get_embedding_dimension())
         shape = f"tokens {self.max_tokens} x {max_chunks}"
         self.identity = f"{identity}; {shape}; {self.pooling} pooling; {precision}"
@@ -120,7 +127,7 @@ class Embedder:
         return normalize(out)
 
     def embed_pieces(self, pieces: list[list[int]]) -> np.ndarray:
-        """Unit-norm embedding of each token sequence (CLS/SEP added), fixed batch shapes."""
+        """Unit-norm embedding of each token sequence (CLS/SEP added), grouped by padded length."""
         tok = self.tokenizer
         seqs = [[tok.cls_token_id, *p, tok.sep_token_id] for p in pieces]
         step = self.length_step
@@ -137,11 +144,13 @@ class Embedder:
         return out
 
     def forward(self, seqs: list[list[int]], length: int) -> np.ndarray:
-        """Unit-norm pooled embeddings of up to ``batch_size`` sequences padded to ``length``."""
+        """Unit-norm pooled embeddings of up to ``batch_size`` sequences padded to ``length``
+        (and, with ``pad_rows``, to ``batch_size`` rows)."""
         import torch
 
-        ids = np.full((self.batch_size, length), self.tokenizer.pad_token_id, dtype=np.int64)
-        mask = np.zeros((self.batch_size, length), dtype=np.int64)
+        rows = self.batch_size if self.pad_rows else len(seqs)
+        ids = np.full((rows, length), self.tokenizer.pad_token_id, dtype=np.int64)
+        mask = np.zeros((rows, length), dtype=np.int64)
         mask[:, 0] = 1  # filler rows attend to one token, so they never produce NaN
         for row, seq in enumerate(seqs):
             ids[row, : len(seq)] = seq

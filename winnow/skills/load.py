@@ -24,7 +24,7 @@ class EmbedderParams(Params):
     max_chunks: int = Field(default=4, gt=0)
     """Windows embedded per document; text past them is ignored."""
     batch_size: int = Field(default=32, gt=0)
-    """Rows in every forward pass (fixed, so results do not depend on sharding)."""
+    """Rows per forward pass (padded to exactly this many on accelerators)."""
     precision: Literal["fp32", "bf16"] = "fp32"
     """``bf16`` runs the model under bfloat16 autocast (about 2x on recent CPUs)."""
     device: str = "cpu"

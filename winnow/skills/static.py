@@ -72,7 +72,7 @@ def distill(base: Embedder) -> np.ndarray:
 
 
 def token_vectors(base: Embedder, ids) -> np.ndarray:
-    """``base``'s embedding of ``[CLS] id [SEP]`` for each id, in batches of fixed shape."""
+    """``base``'s embedding of ``[CLS] id [SEP]`` for each id, in batches."""
     tok, ids = base.tokenizer, list(ids)
     seqs = [[tok.cls_token_id, t, tok.sep_token_id] for t in ids]
     step = base.batch_size
