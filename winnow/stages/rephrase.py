@@ -73,6 +73,7 @@ class RephraseParams(Params):
     temperature: float = Field(default=0.0, ge=0)
     """0 is greedy (the default, reproducible on every backend)."""
     top_p: float = Field(default=1.0, gt=0, le=1)
+    """Nucleus sampling mass (with ``temperature > 0``)."""
     segment_tokens: int | None = Field(default=None, gt=0)
     """Token budget per segment; default and upper bound: what fits the context with
     the template and ``max_tokens``."""
@@ -80,6 +81,7 @@ class RephraseParams(Params):
     """Fail the chunk when more than this share of its requests fail in transport
     (connection errors, timeouts, 5xx after every attempt)."""
     text_column: str = TEXT
+    """The column to rephrase (``append`` writes the new rows' text there too)."""
     cache: bool = True
     """Keep the per-request cache under the pass directory (resume per request)."""
 
