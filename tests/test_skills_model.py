@@ -144,3 +144,25 @@ def test_zero_shot_labels_reach_080_accuracy(tmp_path):
     truth = [areas[r["area"]] for r in rows]
     accuracy = np.mean([g == t for g, t in zip(groups, truth, strict=True)])
     assert accuracy >= 0.8, accuracy
+
+
+def test_llm_extractor_with_a_real_model_counts_unusable_answers():
+    from winnow.skills.extract import ExtractorParams, build_extractor
+
+    params = ExtractorParams(kind="llm", backend={"kind": "onnx"}, top=3, retries=1)
+    extractor = build_extractor(params)
+    docs = [
+        "Create a TCP socket, connect it to a host and port, and send an HTTP request.",
+        "Return the sine of x, measured in radians.",
+    ]
+    skills = extractor.extract(docs)
+    assert len(skills) == 2 and all(isinstance(s, list) for s in skills)
+    # every document either parsed or failed on every attempt, each failure with a reason
+    failed_docs = sum(1 for s in skills if not s)
+    assert sum(extractor.failures.values()) >= failed_docs * (params.retries + 1)
+    assert set(extractor.failures) <= {
+        "empty", "echoed prompt", "invalid json", "not a list of strings", "no skills",
+        "bad_request", "too_long", "backend_error", "timeout",
+    }  # fmt: skip
+    assert "smollm2" in extractor.identity
+    assert extractor.extract(docs) == skills  # greedy first try, seeded retries

@@ -40,6 +40,7 @@ def build_skill_graph(
     graph = build_graph(names, skill_emb, labels, keep_unused=tool is None)
     per_doc = np.array([len(doc) for doc in labels], dtype=np.float64)
     stats = {
+        "extractor": tool.identity if tool is not None else "labels",
         "reference_docs": len(texts),
         "extracted_skills": raw,
         "merged_skills": len(names),
@@ -48,4 +49,6 @@ def build_skill_graph(
         "unlabelled_docs": int((per_doc == 0).sum()),
         "labels_per_doc": round(float(per_doc.mean()) if len(per_doc) else 0.0, 6),
     }
+    if getattr(tool, "failures", None) is not None:  # the llm extractor's unusable answers
+        stats["llm_failures"] = dict(sorted(tool.failures.items()))
     return graph, report, stats
