@@ -42,20 +42,17 @@ log = logging.getLogger(__name__)
 
 
 class TokenizeParams(Params):
-    tokenizer: str = Field(description="tokenizer.json path (or its folder) or a hub id")
-    eos: str | int | None = Field(
-        default="auto",
-        description="EOS token or id appended per document; auto: <|endoftext|>, </s>, ...",
-    )
-    batch_size: int = Field(default=1024, gt=0, description="documents per encode_batch call")
-    add_special_tokens: bool = Field(
-        default=False, description="apply the tokenizer's own post-processor (BOS etc.)"
-    )
-    engine: Literal["auto", "hf", "tiktoken", "fastokens", "tokie"] = Field(
-        default="auto",
-        description="encoder: auto (the fastest one exact for this tokenizer: fastokens, "
-        "tokie, tiktoken, else hf) or one by name (a config error if it is not exact)",
-    )
+    tokenizer: str
+    """A ``tokenizer.json`` path (or its folder) or a hub id."""
+    eos: str | int | None = "auto"
+    """EOS token or id appended to each document; auto: ``<|endoftext|>``, ``</s>``, ..."""
+    batch_size: int = Field(default=1024, gt=0)
+    """Documents per ``encode_batch`` call."""
+    add_special_tokens: bool = False
+    """Apply the tokenizer's own post-processor (BOS etc.)."""
+    engine: Literal["auto", "hf", "tiktoken", "fastokens", "tokie"] = "auto"
+    """The encoder: auto (the fastest one exact for this tokenizer: fastokens, tokie,
+    tiktoken, else hf) or one by name (a config error if it is not exact)."""
 
 
 class Tokenize(MapStage):
