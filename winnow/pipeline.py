@@ -11,7 +11,6 @@ Everything here happens before any data is read, so a typo fails first.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from pydantic import ValidationError
 
 from winnow.config import PipelineSpec, StageSpec, format_validation_error, read_yaml, set_dotted
 from winnow.errors import ConfigError
+from winnow.registry import missing_requirement
 from winnow.stages import resolve
 from winnow.stages.base import Resources, Stage
 
@@ -74,12 +74,9 @@ def resolve_params(stage: StageSpec, where: str) -> tuple[type[Stage], Any]:
 
 def check_requires(cls: type[Stage], where: str) -> None:
     """One-line error naming the pip extra when a module the stage needs is missing."""
-    for module, extra in cls.requires.items():
-        if importlib.util.find_spec(module) is None:
-            raise ConfigError(
-                f"{where}: stage {cls.name or cls.__name__!r} needs {module!r}, which is not "
-                f"installed: pip install 'winnow[{extra}]'"
-            )
+    problem = missing_requirement(cls.requires, f"stage {cls.name or cls.__name__!r}")
+    if problem:
+        raise ConfigError(f"{where}: {problem}")
 
 
 def bind_stage(stage: StageSpec, run_seed: int, where: str) -> StageRecipe:

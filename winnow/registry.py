@@ -20,6 +20,17 @@ def scan(package: ModuleType, base: type) -> dict[str, type]:
     return found
 
 
+def missing_requirement(requires: dict[str, str], who: str) -> str | None:
+    """The message for the first module in ``requires`` (module -> pip extra) that is not
+    installed, or None when all are."""
+    import importlib.util
+
+    for module, extra in requires.items():
+        if importlib.util.find_spec(module) is None:
+            return f"{who} needs {module!r}, which is not installed: pip install 'winnow[{extra}]'"
+    return None
+
+
 def import_object(use: str, kind: str):
     """The object named by ``package.module:name``; ValueError naming the problem."""
     module_name, _, attr = use.partition(":")

@@ -7,6 +7,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from winnow.scorers.base import Scorer
 from winnow.stages.base import GlobalStage, MapStage, Output, Params, Resources
 
 
@@ -79,3 +80,9 @@ class CharCount(GlobalStage):
         for table in data.tables():
             n = pc.utf8_length(table["text"]).cast(pa.int64())
             yield Output(table.append_column(self.params.column, n))
+
+
+class NeedsMissingScorer(Scorer):
+    """A scorer that declares an optional module that is not installed."""
+
+    requires = {"winnow_no_such_module": "quality"}

@@ -21,7 +21,7 @@ import numpy as np
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict
 
-from winnow.registry import import_class, scan
+from winnow.registry import import_class, missing_requirement, scan
 from winnow.scorers.text import TextBatch
 
 
@@ -37,6 +37,8 @@ class Scorer:
 
     name: ClassVar[str] = ""
     Params: ClassVar[type[ScorerParams]] = ScorerParams
+    requires: ClassVar[dict[str, str]] = {}
+    """Importable modules -> the pip extra providing each; checked when the pipeline loads."""
 
     def __init__(self, params: ScorerParams | None = None):
         self.params = params if params is not None else self.Params()
@@ -82,10 +84,15 @@ def registry() -> dict[str, type[Scorer]]:
 def resolve_scorer(use: str) -> type[Scorer]:
     """The scorer class for a registry name or ``package.module:Class``; ValueError if none."""
     if ":" in use:
-        return import_class(use, Scorer, "scorer")
-    scorers = registry()
-    if use not in scorers:
-        raise ValueError(
-            f"unknown scorer {use!r}; registered scorers: {', '.join(sorted(scorers))}"
-        )
-    return scorers[use]
+        cls = import_class(use, Scorer, "scorer")
+    else:
+        scorers = registry()
+        if use not in scorers:
+            raise ValueError(
+                f"unknown scorer {use!r}; registered scorers: {', '.join(sorted(scorers))}"
+            )
+        cls = scorers[use]
+    problem = missing_requirement(cls.requires, f"scorer {use!r}")
+    if problem:
+        raise ValueError(problem)
+    return cls

@@ -34,6 +34,7 @@ class FastTextScorer(Scorer):
     """Probability of one label of a supervised fastText model."""
 
     name = "fasttext"
+    requires = {"fasttext": "quality"}
     Params = FastTextParams
 
     def setup(self) -> None:

@@ -37,6 +37,7 @@ class LangId(Scorer):
     """Most likely language of each document and its probability."""
 
     name = "langid"
+    requires = {"py3langid": "quality"}
     Params = LangIdParams
 
     def setup(self) -> None:
