@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 from rich.console import Console  # noqa: E402
 
-from winnow.fidelity_corpus import build_fidelity_corpus  # noqa: E402
+from winnow.fidelity_corpus import DOMAINS, build_fidelity_corpus  # noqa: E402
 
 PIPELINES = ROOT / "pipelines"
 # effect -> (variant, baseline): the variant is expected to be worse than the baseline
@@ -113,14 +113,16 @@ def paired(results: dict, variant: str, baseline: str, metric: str, seeds=None) 
     return t_interval([runs[(variant, s)][metric] - runs[(baseline, s)][metric] for s in seeds])
 
 
-def effect_table(results: dict, metrics: list[str], seeds=None) -> str:
+def effect_table(results: dict, metrics: list[str], seeds=None, effects=None) -> str:
     """Markdown: each effect's paired difference per metric, ✓ when the 95% interval
     excludes zero in the expected direction (the curated side is better)."""
     from winnow.trainer.ablate import higher_is_better
 
     lines = ["| effect (variant - baseline) | " + " | ".join(metrics) + " |"]
     lines.append("|---|" + "---|" * len(metrics))
-    for name, (variant, baseline) in EFFECTS.items():
+    for name, (variant, baseline) in (effects or EFFECTS).items():
+        if variant not in results["variants"]:
+            continue
         cells = []
         for m in metrics:
             mean, half = paired(results, variant, baseline, m, seeds)
@@ -151,29 +153,31 @@ def effects(out: Path, steps: int, seeds: list[int], variants: list[str]) -> dic
             print(effect_table(res, METRICS))
         print(f"effects (tiny, {steps} steps, seeds {seeds[:n]}): {time.time() - t0:.0f} s")
     if steps == STEPS and len(seeds) > 1:
-        write_summary(res, steps)
+        write_summary(res, steps, EFFECTS, "effects")
     return res
 
 
-def write_summary(res: dict, steps: int) -> None:
-    """``benchmarks/fidelity_result.json``: what the demo cites for its verdict."""
+def write_summary(res: dict, steps: int, effects_of: dict, phase: str) -> None:
+    """Add these effects to ``benchmarks/fidelity_result.json``, what the demo cites for
+    its verdict (``effects`` writes the bucket-mode ones, ``report`` the concat ones)."""
     from winnow.trainer.ablate import higher_is_better
 
-    effects = {}
-    for name, (variant, baseline) in EFFECTS.items():
+    path = ROOT / "benchmarks" / "fidelity_result.json"
+    summary = json.loads(path.read_text()) if path.is_file() else {"effects": {}}
+    n = len(res["seeds"])
+    for name, (variant, baseline) in effects_of.items():
         for metric in ("bpb@curated", "train_seconds") if name == "DD" else ("bpb@curated",):
             mean, half = paired(res, variant, baseline, metric)
             worse = -mean if higher_is_better(metric) else mean
-            key = f"{name} ({metric})" if name == "DD" else f"{name} ({variant}, {metric})"
-            effects[key] = {"delta": mean, "ci95": half, "separates": worse - half > 0}
-    summary = {
-        "budget": f"tiny preset, {steps} steps x 2048 tokens, {len(res['seeds'])} seeds, CPU",
-        "metric": "bpb@curated",
-        "effects": effects,
-        "command": "python benchmarks/ablation_fidelity.py build && "
-        f"python benchmarks/ablation_fidelity.py effects --seeds {len(res['seeds'])}",
-    }
-    path = ROOT / "benchmarks" / "fidelity_result.json"
+            key = f"{name}: {variant} - {baseline}, {metric}, {n} seeds"
+            summary["effects"][key] = {"delta": mean, "ci95": half, "separates": worse - half > 0}
+    summary["budget"] = f"tiny preset, {steps} steps x 2048 tokens, CPU"
+    summary.setdefault("commands", {})[phase] = (
+        f"python benchmarks/ablation_fidelity.py {phase} --seeds {n}"
+    )
+    summary["command"] = "python benchmarks/ablation_fidelity.py build, then " + ", ".join(
+        summary["commands"].values()
+    )
     path.write_text(json.dumps(summary, indent=2) + "\n")
     print(f"wrote {path}")
 
@@ -199,6 +203,33 @@ def scales(out: Path, seeds: int, tiny_seeds: int) -> dict:
     return res
 
 
+def report(out: Path, seeds: list[int]) -> None:
+    """Every tiny run (bucket and concat variants) over ``seeds``, which must all be
+    finished: the results table, the effects per metric and per domain, in both
+    modes, then the power tables."""
+    from winnow.trainer.ablate import run_ablation
+
+    over = ablation_overrides(out, out=str(out / "study" / "scales" / "tiny"), seeds=seeds)
+    for k in ("raw", "dedup", "filtered"):
+        over["variants"][f"{k}_concat"] = {"path": over["variants"][k], "mode": "concat"}
+    res = run_ablation(PIPELINES / "fidelity_ablation.yaml", over, log=lambda m: None)
+    print(res["table"])
+    print(effect_table(res, METRICS))
+    print(effect_table(res, [f"bpb@curated/{d}" for d in DOMAINS]))
+    print(effect_table(res, METRICS[:-1], effects=CONCAT_EFFECTS))
+    print(effect_table(res, [f"bpb@curated/{d}" for d in DOMAINS], effects=CONCAT_EFFECTS))
+    write_summary(res, STEPS, CONCAT_EFFECTS, "report")
+    power(out)
+
+
+# the same effects with every variant in concat-and-chunk mode (no length buckets)
+CONCAT_EFFECTS = {
+    "dedup (concat)": ("filtered_concat", "curated_concat"),
+    "quality (concat)": ("dedup_concat", "curated_concat"),
+    "both (concat)": ("raw_concat", "curated_concat"),
+}
+
+
 def power(out: Path) -> None:
     """How the paired interval shrinks with seeds (first k seeds of the main runs) and
     with steps (``effects --steps S`` runs, when present). Trains nothing."""
@@ -210,7 +241,7 @@ def power(out: Path) -> None:
         print(f"\n{steps} steps ({where})")
         print("| effect | seeds | " + " | ".join(POWER_METRICS) + " |")
         print("|---|---|" + "---|" * len(POWER_METRICS))
-        for name, (variant, baseline) in EFFECTS.items():
+        for name, (variant, baseline) in {**EFFECTS, **CONCAT_EFFECTS}.items():
             if variant not in res["variants"] or baseline not in res["variants"]:
                 continue
             for k in range(2, len(res["seeds"]) + 1):
@@ -261,7 +292,10 @@ METRICS = [
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("phase", choices=["build", "effects", "power", "scales", "mini", "fit"])
+    parser.add_argument(
+        "phase",
+        choices=["build", "effects", "power", "report", "scales", "mini", "concat", "fit"],
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "fidelity")
     parser.add_argument("--per-domain", type=int, default=1200)
     parser.add_argument("--steps", type=int, default=STEPS)
@@ -278,8 +312,25 @@ def main() -> int:
         scales(args.out, args.seeds, args.tiny_seeds)
     elif args.phase == "power":
         power(args.out)
+    elif args.phase == "report":
+        report(args.out, seeds)
     elif args.phase == "fit":
         fit(args.out)
+    elif args.phase == "concat":  # the curation variants in concat mode, beside `effects`
+        over = ablation_overrides(args.out, out=str(args.out / "study" / "scales" / "tiny"))
+        over["variants"] = {
+            **{
+                f"{k}_concat": {"path": v, "mode": "concat"}
+                for k, v in over["variants"].items()
+                if k in ("raw", "dedup", "filtered")
+            },
+            "curated": over["variants"]["curated"],  # the eval set; trained by `effects`
+        }
+        from winnow.trainer.ablate import run_ablation
+
+        for n in range(1, args.seeds + 1):
+            res = run_ablation(PIPELINES / "fidelity_ablation.yaml", {**over, "seeds": seeds[:n]})
+            print(res["table"], flush=True)
     elif args.phase == "mini":  # the mini scale alone, to run beside `effects`
         over = ablation_overrides(args.out, out=str(args.out / "study" / "scales" / "mini"))
         over["variants"] = {k: v for k, v in over["variants"].items() if k != "curated_concat"}
