@@ -118,6 +118,12 @@ def test_a_glob_that_cannot_reach_the_output_is_fine(work, capsys):
     assert rc == 0, err
 
 
+def test_a_hub_dataset_id_is_not_a_local_path(work):
+    from winnow.runners.rundir import check_overlap
+
+    check_overlap(Path("."), ["HuggingFaceFW/fineweb-edu"])  # no error: nothing local
+
+
 def test_a_foreign_directory_is_refused_and_kept(work, capsys):
     (work / "mine").mkdir()
     (work / "mine" / "notes.txt").write_text("my notes")

@@ -82,6 +82,8 @@ def check_overlap(run_dir: Path, inputs: list[str]) -> None:
         if "://" in entry:
             continue
         prefix, pattern = _static_prefix(entry)
+        if not os.path.exists(prefix):
+            continue  # a hub dataset id, or a missing path (reading reports that)
         base = _real(prefix)
         if _inside(base, run):
             raise RunDirError(
