@@ -228,8 +228,11 @@ def claimed(run_dir: Path, inputs: list[str], force: bool) -> Iterator[None]:
         raise writable_error(run_dir, exc) from None
     with RunLock(run_dir):
         interrupted = (state(run_dir) or {}).get("publishing", False)
-        write_json_atomic(run_dir / MARKER, {"winnow_run_directory": 1})
-        write_json_atomic(run_dir / IN_PROGRESS, _progress(publishing=interrupted))
+        try:
+            write_json_atomic(run_dir / MARKER, {"winnow_run_directory": 1})
+            write_json_atomic(run_dir / IN_PROGRESS, _progress(publishing=interrupted))
+        except OSError as exc:
+            raise writable_error(run_dir, exc) from None
         shutil.rmtree(run_dir / NEW_DATA, ignore_errors=True)
         try:
             yield
