@@ -54,6 +54,10 @@ def chat_format() -> ChatFormat:
     return ChatFormat(model_dir())
 
 
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 128  # socketserver's default of 5 stalls 16 clients on SYN retries
+
+
 class LoopbackServer:
     """An OpenAI-compatible server over a ``Backend``, for tests (use as a context manager)."""
 
@@ -142,7 +146,7 @@ class LoopbackServer:
                     },
                 )
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd = _Server(("127.0.0.1", 0), Handler)
         self._httpd.daemon_threads = True
         self._httpd.timeout = 0.2
         self.port = self._httpd.server_address[1]
