@@ -134,7 +134,9 @@ def _input(data: str) -> dict:
     return {"path": path, "format": fmt, "text_field": "text", "id_field": "id"}
 
 
-def _score_matrix(data: str, columns: list[str]) -> tuple[pa.Table, np.ndarray]:
+def _score_matrix(data: str, columns: list[str]) -> tuple[pa.Table, np.ndarray, list]:
+    """The corpus, its (rows, columns) z-scores (null = 0) and each column's
+    (mean, std)."""
     from winnow.config import InputSpec
     from winnow.io.discovery import plan_chunks
     from winnow.io.readers import read_chunk
@@ -147,12 +149,13 @@ def _score_matrix(data: str, columns: list[str]) -> tuple[pa.Table, np.ndarray]:
     missing = [c for c in columns if c not in table.column_names]
     if missing:
         raise ConfigError(f"fit-weights: columns: {missing} not in {data}")
-    z = []
+    z, norms = [], []
     for c in columns:
         values = np.asarray(table.column(c).to_numpy(zero_copy_only=False), np.float64)
         norm = fit_normalizer(values, "zscore")
         z.append(np.nan_to_num(norm.transform(values), nan=0.0))
-    return table, np.stack(z, 1)
+        norms.append((norm.mean, norm.std))
+    return table, np.stack(z, 1), norms
 
 
 def _sql_direction(u: np.ndarray, columns: list[str], norms: list[tuple[float, float]]) -> str:
@@ -217,12 +220,7 @@ def run_fit_weights(config, overrides=None, log: Callable[[str], None] = print) 
     probe = apply_overrides(copy.deepcopy(cfg.base), {"out": "-", "data.path": "-"})
     validate_model(TrainConfig, probe, f"{where}: base")
     out = Path(cfg.out)
-    table, z = _score_matrix(cfg.data, cfg.columns)
-    norms = []
-    for c in cfg.columns:
-        values = np.asarray(table.column(c).to_numpy(zero_copy_only=False), np.float64)
-        n = fit_normalizer(values, "zscore")
-        norms.append((n.mean, n.std))
+    table, z, norms = _score_matrix(cfg.data, cfg.columns)
     meta = json.loads((Path(cfg.eval_on) / "manifest.json").read_text())
     dirs = directions(len(cfg.columns), cfg.selections, cfg.seed)
     spec = parse_pipeline(selection_pipeline(cfg, dirs, norms, meta), f"{cfg.name} selections")
