@@ -56,6 +56,7 @@ class DsirParams(Params):
     ngrams: int = Field(default=2, ge=1)
     """Longest n-gram: 2 means unigrams and bigrams."""
     text_column: str = TEXT
+    """Column of the corpus holding the text."""
 
 
 class HashedNgrams:

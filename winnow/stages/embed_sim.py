@@ -50,6 +50,7 @@ class EmbedSimParams(Params):
     embedding_column: str | None = None
     """Read embeddings from this column instead of embedding the text."""
     text_column: str = TEXT
+    """Column of the corpus holding the text."""
 
 
 class EmbedSim(MapStage):

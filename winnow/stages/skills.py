@@ -80,6 +80,7 @@ class SkillsParams(Params):
     keep_embeddings: bool = False
     """Keep ``embedding_column`` in the output (by default it is dropped once used)."""
     text_column: str = TEXT
+    """Column of the corpus holding the text."""
 
     @model_validator(mode="after")
     def _one_source(self):
