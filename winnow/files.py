@@ -5,22 +5,66 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 import xxhash
 
 
-def atomic_write(path: Path, data: bytes, durable: bool = True) -> None:
-    """Write ``data`` to ``path`` so a reader sees the old file or the new one, never a
-    torn one (a temporary file in the same folder, then a rename); ``durable`` fsyncs
-    before the rename."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        if durable:
+def _file_mode() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+FILE_MODE = _file_mode()  # the usual mode (0666 less the umask), not mkstemp's 0600
+
+
+@contextmanager
+def atomic_file(path: Path, durable: bool = True) -> Iterator[BinaryIO]:
+    """A binary file that appears at ``path`` whole or not at all: written to a hidden
+    temporary name in the same folder, then renamed into place (and removed if the
+    body raises). ``durable`` fsyncs the file and the rename; without it the file is
+    still whole for other processes (enough for ``kill -9``), not after a power loss.
+    Files get ``FILE_MODE``, so others on shared storage can read them."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, FILE_MODE)
+        with os.fdopen(fd, "wb") as f:
+            yield f
             f.flush()
-            os.fsync(f.fileno())
-    os.replace(tmp, path)
+            if durable:
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    if durable:
+        _fsync_dir(path.parent)
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make a rename durable (no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: Path, data: bytes, durable: bool = True) -> None:
+    """Write ``data`` to ``path`` through ``atomic_file``."""
+    with atomic_file(path, durable) as f:
+        f.write(data)
 
 
 def write_json_atomic(path: Path, obj) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from winnow.files import atomic_write
 from winnow.html_report.page import render
 from winnow.html_report.stats import collect
 
@@ -35,7 +36,5 @@ def write_report(
     if ablation is None and (run_dir.parent / "ablation" / "results.json").exists():
         ablation = run_dir.parent / "ablation"
     html = render(collect(run_dir, output, examples), ablation)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(html, encoding="utf-8")
-    tmp.replace(out)
+    atomic_write(out, html.encode("utf-8"), durable=False)
     return out

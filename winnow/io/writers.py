@@ -7,20 +7,17 @@ that a fresh array would not have), Arrow IPC is written uncompressed in record
 batches of ``BATCH_ROWS``, and Parquet with zstd level ``ZSTD_LEVEL`` in row groups
 of ``BATCH_ROWS`` (Parquet carries no write timestamp).
 
-Atomicity: each file is written to a hidden temporary name in its own directory,
-fsynced, then renamed into place, so a reader sees the whole file or none. Files get
-the usual mode (``0666`` less the umask, so ``0644`` mostly), not ``mkstemp``'s
-private ``0600``: others on shared storage read the output too.
+Atomicity: each file is written through ``winnow.files.atomic_file`` (a hidden
+temporary name in its own directory, fsynced, renamed into place), so a reader sees
+the whole file or none, with the usual ``0644``-style mode.
 """
 
 from __future__ import annotations
 
 import errno
 import fcntl
-import os
 import re
 import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -28,19 +25,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from winnow.files import atomic_file
+
 BATCH_ROWS = 16_384  # Arrow record batch and Parquet row group size
 ZSTD_LEVEL = 3
 EXTENSIONS = {"arrow": ".arrow", "parquet": ".parquet"}
 _FICLONE = 0x40049409  # linux/fs.h: share the source's extents (btrfs, XFS, ...)
-
-
-def _file_mode() -> int:
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-FILE_MODE = _file_mode()
 
 
 def write_table(path: Path, table: pa.Table, fmt: str = "arrow", durable: bool = True) -> int:
@@ -55,20 +45,8 @@ def write_table(path: Path, table: pa.Table, fmt: str = "arrow", durable: bool =
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     table = _fresh(table)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, FILE_MODE)
-        with os.fdopen(fd, "wb") as f:
-            _write(f, table, fmt)
-            f.flush()
-            if durable:
-                os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    if durable:
-        _fsync_dir(path.parent)
+    with atomic_file(path, durable) as f:
+        _write(f, table, fmt)
     return path.stat().st_size
 
 
@@ -90,20 +68,6 @@ def _write(f, table: pa.Table, fmt: str) -> None:
     options = pa.ipc.IpcWriteOptions(compression=None)
     with pa.ipc.new_file(f, table.schema, options=options) as writer:
         writer.write_table(table, max_chunksize=BATCH_ROWS)
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Make the rename itself durable (no-op where directories cannot be opened)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def ipc_rows(path: Path) -> int:

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import torch
 
 from winnow.errors import ConfigError
-from winnow.files import atomic_write
+from winnow.files import atomic_file, atomic_write
 from winnow.trainer.config import TrainConfig
 
 
@@ -38,12 +37,8 @@ def config_hash(cfg: TrainConfig) -> str:
 
 def save_checkpoint(path: Path, state: dict) -> None:
     """``torch.save`` ``state`` to ``path`` atomically and durably."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
+    with atomic_file(path) as f:
         torch.save(state, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def load_checkpoint(path: Path, cfg: TrainConfig, data_hash: str, device) -> dict:
