@@ -7,8 +7,8 @@ The corpus is the running Python's stdlib docstrings labelled by module area
 plus enough target docstrings to make 10% of it; ``--reference`` other target
 docstrings are the reference set. Every method scores the pool through its real
 stage (``embed_sim``, ``skills`` reusing embed_sim's embeddings, ``dsir``); random
-scores by a hash of the id. Reported per method: AUC (target vs rest) and
-precision among the top 10%.
+scores by a hash of the id; DSIR runs once per smoothing / normalize pair. Reported
+per method: AUC (target vs rest) and precision among the top 10%.
 
 Throughput: both sides embed the same texts on one thread, 256-token windows,
 batches of 32; ours (fixed shapes, one window per text) against
@@ -16,6 +16,7 @@ batches of 32; ours (fixed shapes, one window per text) against
 
     python benchmarks/skills.py                      # the figures in RESULTS.md
     python benchmarks/skills.py --throughput-docs 64 --max-tokens 64   # smoke size
+    python benchmarks/skills.py --skip embed select  # DSIR only (seconds)
 """
 
 from __future__ import annotations
@@ -44,7 +45,8 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--target-share", type=float, default=0.1, help="target share of the pool")
     ap.add_argument("--max-tokens", type=int, default=128, help="window of the selection run")
     ap.add_argument("--throughput-docs", type=int, default=768, help="texts for throughput")
-    ap.add_argument("--skip", nargs="*", default=[], help="parts to skip: embed select dsir")
+    ap.add_argument("--skip", nargs="*", default=[],
+                    help="parts to skip: embed select dsir-select dsir")  # fmt: skip
     return ap.parse_args()
 
 
@@ -113,10 +115,6 @@ def stage(cls, run_dir: Path, **params):
 
 def bench_selection(args, pool, reference, positive, run_dir: Path) -> None:
     from winnow.hashing import unit_interval
-    from winnow.stages.base import Materialized
-    from winnow.stages.dsir import Dsir
-    from winnow.stages.embed_sim import EmbedSim
-    from winnow.stages.skills import Skills
 
     ref_path = run_dir / "reference.jsonl"
     ref_path.write_text("".join(json.dumps({"text": t}) + "\n" for t in reference))
@@ -127,6 +125,21 @@ def bench_selection(args, pool, reference, positive, run_dir: Path) -> None:
     scores: dict[str, np.ndarray] = {}
     timings: dict[str, float] = {}
     scores["random"] = unit_interval(table.column("id"), seed=0)
+    if "select" not in args.skip:
+        embedding_methods(args, table, ref_path, run_dir, scores, timings)
+    if "dsir-select" not in args.skip:
+        dsir_variants(table, ref_path, run_dir, scores)
+    print(f"  {'method':28s} {'AUC':>6s} {'P@10%':>6s}")
+    for name, score in scores.items():
+        print(f"  {name:28s} {auc(score, positive):6.3f} {precision_at(score, positive):6.3f}")
+    for name, seconds in timings.items():
+        print(f"  time {name}: {seconds:.1f} s")
+
+
+def embedding_methods(args, table, ref_path, run_dir, scores, timings) -> None:
+    from winnow.stages.embed_sim import EmbedSim
+    from winnow.stages.skills import Skills
+
     for mode in ("transformer", "static"):
         embedder = {"mode": mode, "max_tokens": args.max_tokens, "max_chunks": 1}
         embed = stage(EmbedSim, run_dir, reference=str(ref_path), embedder=embedder, k=10,
@@ -145,18 +158,27 @@ def bench_selection(args, pool, reference, positive, run_dir: Path) -> None:
         scores["kNN-10" + suffix] = sim.column("knn_score").to_numpy()
         scores["centroid" + suffix] = sim.column("centroid_score").to_numpy()
         scores["skills" + suffix] = skills.column("skill_score").to_numpy()
+
+
+def dsir_variants(table, ref_path, run_dir, scores) -> None:
+    """The package's log weight, and ``dsir_llr`` for each smoothing / normalize pair."""
+    from winnow.stages.base import Materialized
+    from winnow.stages.dsir import Dsir
+
     part = run_dir / "pool.arrow"
     with pa.ipc.new_file(str(part), table.schema) as writer:
         writer.write_table(table)
-    dsir = stage(Dsir, run_dir, reference=str(ref_path))
-    out = pa.concat_tables([o.kept for o in dsir.run(Materialized([part]), run_dir)])
-    scores["DSIR (log weight)"] = out.column("dsir_score").to_numpy()
-    scores["DSIR (per n-gram)"] = out.column("dsir_mean").to_numpy()
-    print(f"  {'method':28s} {'AUC':>6s} {'P@10%':>6s}")
-    for name, score in scores.items():
-        print(f"  {name:28s} {auc(score, positive):6.3f} {precision_at(score, positive):6.3f}")
-    for name, seconds in timings.items():
-        print(f"  time {name}: {seconds:.1f} s")
+    data = Materialized([part])
+    for smoothing, normalize in ((0.0, "none"), (0.0, "mean"), (1.0, "none"), (1.0, "mean")):
+        dsir = stage(Dsir, run_dir, reference=str(ref_path), smoothing=smoothing,
+                     normalize=normalize)  # fmt: skip
+        out = pa.concat_tables([o.kept for o in dsir.run(data, run_dir)])
+        if smoothing == 0 and normalize == "none":
+            scores["DSIR log weight (package)"] = out.column("dsir_score").to_numpy()
+        else:
+            label = f"DSIR llr, {'add-one' if smoothing else '1e-8'}, {normalize}"
+            scores[label] = out.column("dsir_llr").to_numpy()
+    scores["DSIR gumbel (add-one, mean)"] = out.column("dsir_gumbel").to_numpy()
 
 
 def bench_dsir(pool, reference) -> None:
@@ -166,12 +188,13 @@ def bench_dsir(pool, reference) -> None:
 
     texts = [r["text"] for r in pool]
     ours = HashedNgrams("fast", 10_000, 2)
-    log_diff = log_ratio(ours.counts(reference), ours.counts(texts))
+    target, raw = ours.counts(reference), ours.counts(texts)
+    log_diffs = np.stack([log_ratio(target, raw), log_ratio(target, raw, 1.0)])  # as the stage
     package = HashedNgramDSIR([], [], cache_dir=tempfile.mkdtemp(), num_proc=1)
-    package.log_diff = log_diff  # the scoring cost does not depend on the values
+    package.log_diff = log_diffs[0]  # the scoring cost does not depend on the values
     ours = HashedNgrams("fast", 10_000, 2)  # cold caches, as in a fresh worker
     t0 = time.process_time()
-    importance(ours, log_diff, texts)
+    importance(ours, log_diffs, texts)
     t_fast = time.process_time() - t0
     t0 = time.process_time()
     for text in texts:
@@ -179,7 +202,7 @@ def bench_dsir(pool, reference) -> None:
     t_package = time.process_time() - t0
     exact = HashedNgrams("exact", 10_000, 2)
     t0 = time.process_time()
-    importance(exact, log_diff, texts)
+    importance(exact, log_diffs, texts)
     t_exact = time.process_time() - t0
     print(f"DSIR featurize + score, {len(texts)} docs, 1 process:")
     print(f"  data-selection package {len(texts) / t_package:9.0f} docs/CPU-s")
@@ -195,7 +218,7 @@ def main() -> None:
         bench_embedding(args, [r["text"] for r in pool])
     if "dsir" not in args.skip:
         bench_dsir(pool, reference)
-    if "select" not in args.skip:
+    if "select" not in args.skip or "dsir-select" not in args.skip:
         with tempfile.TemporaryDirectory() as tmp:
             bench_selection(args, pool, reference, positive, Path(tmp))
 

@@ -1,7 +1,9 @@
-"""dsir: parity with the data-selection package (the oracle), sharding independence,
-and the Gumbel keys."""
+"""dsir: parity with the data-selection package (the oracle), the smoothed per-n-gram
+score against hand arithmetic and a brute-force twin, sharding independence, and the
+Gumbel keys."""
 
 import json
+import math
 
 import numpy as np
 import pyarrow as pa
@@ -9,7 +11,7 @@ import pytest
 from skills_corpus import docstrings
 
 from winnow.stages.base import Materialized
-from winnow.stages.dsir import Dsir, HashedNgrams, gumbel
+from winnow.stages.dsir import Dsir, HashedNgrams, gumbel, log_ratio
 
 TARGET = "networking, email and internet protocols"
 OTHERS = ("mathematics and numbers", "dates and times", "concurrency, threads and processes")
@@ -72,6 +74,36 @@ def test_exact_mode_reproduces_the_data_selection_package(tmp_path, corpus):
     assert np.array_equal(kept.column("dsir_score").to_numpy(), expected)  # bit for bit
 
 
+def test_add_one_log_ratio_by_hand():
+    target, raw = np.array([3, 1, 0]), np.array([2, 2, 4])
+    # p_target = (4, 2, 1) / 7 and p_raw = (3, 3, 5) / 11
+    expected = [math.log(4 / 7 * 11 / 3), math.log(2 / 7 * 11 / 3), math.log(1 / 7 * 11 / 5)]
+    assert np.allclose(log_ratio(target, raw, 1.0), expected, rtol=1e-12)
+    assert log_ratio(target, raw)[2] == math.log(1e-8) - math.log(0.5 + 1e-8)  # package
+
+
+def test_llr_matches_a_brute_force_twin_on_the_package_counts(tmp_path, corpus):
+    from data_selection import HashedNgramDSIR
+
+    target, raw = corpus[0][:10], corpus[1][:40]
+    ref = write_jsonl(tmp_path / "target.jsonl", target)
+    featurize = HashedNgramDSIR([], [], cache_dir=str(tmp_path / "cache"), num_proc=1).featurizer
+    raw_counts = [featurize(r["text"]) for r in raw]
+    t = sum(featurize(r["text"]) for r in target) + 1  # add-one, per bucket
+    r = sum(raw_counts) + 1
+    expected = []
+    for counts in raw_counts:
+        total = sum(c * (math.log(t[b] / t.sum()) - math.log(r[b] / r.sum()))
+                    for b, c in enumerate(counts) if c)  # fmt: skip
+        expected.append(total / counts.sum())
+    kept, _ = run_stage(tmp_path, ref, write_arrow(tmp_path / "parts", raw, 2), mode="exact")
+    llr = kept.column("dsir_llr").to_numpy()
+    assert np.allclose(llr, expected, rtol=1e-9)
+    mean_grams = (r.sum() - len(r)) / len(raw)  # the Gumbel key: weight at mean length
+    assert np.allclose(kept.column("dsir_gumbel").to_numpy(),
+                       llr * mean_grams + gumbel(kept.column("id"), 7))  # fmt: skip
+
+
 def test_scores_do_not_depend_on_sharding_and_rank_the_target_first(tmp_path, corpus):
     target, raw = corpus
     ref = write_jsonl(tmp_path / "target.jsonl", target)
@@ -80,10 +112,12 @@ def test_scores_do_not_depend_on_sharding_and_rank_the_target_first(tmp_path, co
     assert one.equals(four)
     assert outputs[0].stats["dsir_target_ngrams"] > 0
     is_target = np.array([r["text"] in {t["text"] for t in docstrings(TARGET)} for r in raw])
-    score, mean = one.column("dsir_score").to_numpy(), one.column("dsir_mean").to_numpy()
-    assert auc(mean, is_target) > 0.85 and auc(score, is_target) > 0.65
+    score, llr = one.column("dsir_score").to_numpy(), one.column("dsir_llr").to_numpy()
+    assert auc(llr, is_target) > 0.89 and auc(score, is_target) > 0.65
+    summed, _ = run_stage(tmp_path, ref, write_arrow(tmp_path / "c", raw, 2), normalize="none")
     grams = np.array([len(HashedNgrams("fast", 10_000, 2).buckets(r["text"])) for r in raw])
-    assert np.allclose(mean * grams, score)
+    assert np.allclose(llr * grams, summed.column("dsir_llr").to_numpy())
+    assert np.array_equal(summed.column("dsir_score"), one.column("dsir_score"))
 
 
 def auc(score, positive):
