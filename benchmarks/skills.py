@@ -17,6 +17,7 @@ batches of 32; ours (fixed shapes, one window per text) against
     python benchmarks/skills.py                      # the figures in RESULTS.md
     python benchmarks/skills.py --throughput-docs 64 --max-tokens 64   # smoke size
     python benchmarks/skills.py --skip embed select  # DSIR only (seconds)
+    python benchmarks/skills.py --skip embed select --target "graphical user interfaces"
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ TARGET = "networking, email and internet protocols"
 
 def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--target", default=TARGET, choices=AREAS, help="hidden target area")
     ap.add_argument("--reference", type=int, default=150, help="reference documents")
     ap.add_argument("--target-share", type=float, default=0.1, help="target share of the pool")
     ap.add_argument("--max-tokens", type=int, default=128, help="window of the selection run")
@@ -57,7 +59,7 @@ def corpus(args) -> tuple[list[dict], list[str], np.ndarray]:
         rows = [r for r in docstrings(area) if r["text"] not in seen]
         seen.update(r["text"] for r in rows)
         by_area[area] = rows
-    target = by_area.pop(TARGET)
+    target = by_area.pop(args.target)
     random.Random(0).shuffle(target)
     others = [r for rows in by_area.values() for r in rows]
     n_target = round(len(others) * args.target_share / (1 - args.target_share))
@@ -66,7 +68,7 @@ def corpus(args) -> tuple[list[dict], list[str], np.ndarray]:
     pool = target[:n_target] + others
     random.Random(1).shuffle(pool)
     reference = [r["text"] for r in target[n_target : n_target + args.reference]]
-    return pool, reference, np.array([r["area"] == TARGET for r in pool])
+    return pool, reference, np.array([r["area"] == args.target for r in pool])
 
 
 def auc(score: np.ndarray, positive: np.ndarray) -> float:
@@ -120,7 +122,7 @@ def bench_selection(args, pool, reference, positive, run_dir: Path) -> None:
     ref_path.write_text("".join(json.dumps({"text": t}) + "\n" for t in reference))
     table = pa.table({"id": [r["id"] for r in pool], "text": [r["text"] for r in pool]})
     n = len(pool)
-    print(f"selection: pool {n} docstrings, {positive.sum()} of them target ({TARGET}),")
+    print(f"selection: pool {n} docstrings, {positive.sum()} of them target ({args.target}),")
     print(f"  {len(reference)} reference docstrings; {args.max_tokens}-token windows")
     scores: dict[str, np.ndarray] = {}
     timings: dict[str, float] = {}
