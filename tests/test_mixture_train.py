@@ -99,7 +99,7 @@ def test_skillit_in_the_trainer_updates_and_resumes(bucket_dir, tmp_path):
 
 
 def test_mixture_config_errors(bucket_dir, tmp_path):
-    with pytest.raises(ConfigError, match="unknown source"):
+    with pytest.raises(ConfigError, match="unknown group"):
         Trainer(config(bucket_dir, tmp_path / "x", {"weights": {"nope": 1}}))
     with pytest.raises(ValueError, match="non-negative"):
         Mixture(["a"], [0])

@@ -2,7 +2,8 @@
 
 ``TokenShardWriter`` appends fixed-length sequences to
 ``<root>/<name>/shard_<5 digits>.arrow`` (``tokens fixed_size_list<uint16|uint32>[N]``,
-``doc_id``, ``source``, ``offset``); ``BucketWriter`` keeps one per power-of-two
+``doc_id``, ``source``, ``offset``, and ``group`` when the corpus carries a group
+column); ``BucketWriter`` keeps one per power-of-two
 bucket; ``ConcatWriter`` writes the concat-and-chunk baseline from the same tokens.
 """
 
@@ -33,24 +34,29 @@ def copy_stream(copies: np.ndarray) -> np.ndarray:
 class TokenShardWriter:
     """Appends fixed-length sequences to ``<root>/<name>/shard_<5 digits>.arrow``."""
 
-    def __init__(self, root: Path, name: str, seq_len: int, dtype, shard_tokens: int):
+    def __init__(
+        self, root: Path, name: str, seq_len: int, dtype, shard_tokens: int, group: bool = False
+    ):
+        """``group``: also write a ``group`` string column (``add``'s ``groups``)."""
         self.root, self.name, self.seq_len, self.dtype = root, name, seq_len, dtype
         self.per_shard = max(1, shard_tokens // seq_len)
-        self.schema = pa.schema(
-            [
-                ("tokens", pa.list_(pa.from_numpy_dtype(dtype), seq_len)),
-                ("doc_id", pa.string()),
-                ("source", pa.string()),
-                ("offset", pa.int64()),
-            ]
-        )
-        self.pending: list[tuple[np.ndarray, pa.Array, pa.Array, np.ndarray]] = []
+        fields = [
+            ("tokens", pa.list_(pa.from_numpy_dtype(dtype), seq_len)),
+            ("doc_id", pa.string()),
+            ("source", pa.string()),
+            ("offset", pa.int64()),
+        ]
+        self.schema = pa.schema(fields + [("group", pa.string())] if group else fields)
+        self.pending: list[tuple] = []
         self.shards: list[str] = []
         self.sequences = 0
 
-    def add(self, tokens: np.ndarray, doc_ids: pa.Array, sources: pa.Array, offsets) -> None:
+    def add(
+        self, tokens: np.ndarray, doc_ids: pa.Array, sources: pa.Array, offsets, groups=None
+    ) -> None:
         if len(tokens):
-            self.pending.append((tokens, doc_ids, sources, np.asarray(offsets, np.int64)))
+            offsets = np.asarray(offsets, np.int64)
+            self.pending.append((tokens, doc_ids, sources, offsets, groups))
         if sum(len(part[0]) for part in self.pending) >= self.per_shard:
             self._flush(final=False)
 
@@ -71,27 +77,33 @@ class TokenShardWriter:
         doc_ids = concat_as([part[1] for part in self.pending], pa.string())
         sources = concat_as([part[2] for part in self.pending], pa.string())
         offsets = np.concatenate([part[3] for part in self.pending])
+        groups = (
+            concat_as([part[4] for part in self.pending], pa.string())
+            if "group" in self.schema.names
+            else None
+        )
         n = len(tokens)
         cut = n if final else n - n % self.per_shard
         for i in range(0, cut, self.per_shard):
             j = min(i + self.per_shard, cut)
-            self._write(tokens[i:j], doc_ids[i:j], sources[i:j], offsets[i:j])
+            extra = () if groups is None else (groups[i:j],)
+            self._write(tokens[i:j], doc_ids[i:j], sources[i:j], offsets[i:j], *extra)
+        rest = None if groups is None else groups[cut:]
         self.pending = (
-            [(tokens[cut:], doc_ids[cut:], sources[cut:], offsets[cut:])] if cut < n else []
+            [(tokens[cut:], doc_ids[cut:], sources[cut:], offsets[cut:], rest)] if cut < n else []
         )
 
-    def _write(self, tokens, doc_ids, sources, offsets) -> None:
-        rel = self.write_shard(len(self.shards), tokens, doc_ids, sources, offsets)
+    def _write(self, tokens, doc_ids, sources, offsets, groups=None) -> None:
+        rel = self.write_shard(len(self.shards), tokens, doc_ids, sources, offsets, groups)
         self.shards.append(rel)
         self.sequences += len(offsets)
 
-    def write_shard(self, index: int, tokens, doc_ids, sources, offsets) -> str:
+    def write_shard(self, index: int, tokens, doc_ids, sources, offsets, groups=None) -> str:
         """Write shard ``index`` (sequences ``tokens``, n x seq_len); its relative path."""
         values = pa.array(tokens.astype(self.dtype, copy=False).reshape(-1))
-        table = pa.table(
-            [pa.FixedSizeListArray.from_arrays(values, self.seq_len), doc_ids, sources, offsets],
-            schema=self.schema,
-        )
+        columns = [pa.FixedSizeListArray.from_arrays(values, self.seq_len), doc_ids, sources]
+        columns += [offsets] + ([] if groups is None else [groups])
+        table = pa.table(columns, schema=self.schema)
         rel = self.shard_path(index)
         path = self.root / rel
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -108,8 +120,10 @@ class BucketWriter:
 
     def __init__(self, root: Path, lo: int, hi: int, dtype, shard_tokens: int, corpus, writer):
         self.corpus = corpus
+        group = corpus.groups is not None
         self.writers = {
-            k: writer(root, f"len_{1 << k}", 1 << k, dtype, shard_tokens) for k in range(lo, hi + 1)
+            k: writer(root, f"len_{1 << k}", 1 << k, dtype, shard_tokens, group)
+            for k in range(lo, hi + 1)
         }
         self.source_tokens = np.zeros(len(corpus.source_names), np.int64)
 
@@ -124,6 +138,7 @@ class BucketWriter:
                 self.corpus.ids.take(where),
                 self.corpus.sources.take(where),
                 start[sel],
+                None if self.corpus.groups is None else self.corpus.groups.take(where),
             )
             codes = self.corpus.source_codes[where]
             self.source_tokens += np.bincount(codes, minlength=len(self.source_tokens)) << k
@@ -160,6 +175,7 @@ class ConcatWriter:
                 self.corpus.ids.take(where),
                 self.corpus.sources.take(where),
                 self.offsets[self.done : self.done + n],
+                None if self.corpus.groups is None else self.corpus.groups.take(where),
             )
         self.carry = buf[n * self.writer.seq_len :].copy()
         self.done += n

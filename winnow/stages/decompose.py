@@ -15,6 +15,11 @@ renamed when complete)::
     concat/len_<L>/shard_00000.arrow   same columns; doc_id/offset of the chunk's first token
     manifest.json                      counts, shard paths, dtype, tokenizer, mix
 
+With ``group_column`` (e.g. ``skill_group`` from the ``skills`` stage, or a cluster
+id), every shard also has a ``group`` string column: that column of the piece's
+document, cast to string, a null named ``"null"``; the trainer's ``data.mixture``
+can draw rows by it (``group: group``) instead of by ``source``.
+
 Tokens are ``uint16`` when the vocabulary (or, if unknown, every id) fits, else
 ``uint32``. A shard holds ``max(1, shard_tokens // N)`` sequences (the last fewer).
 Order is deterministic: documents sorted by ``id`` (ties by a hash of their tokens),
@@ -92,6 +97,9 @@ class DecomposeParams(Params):
     """Vocabulary size (picks uint16 or uint32 tokens); null: from the tokens metadata."""
     eos_id: int | None = Field(default=None, ge=0)
     """EOS token id for the manifest; null: from the tokens metadata."""
+    group_column: str | None = None
+    """A column carried into every shard as ``group`` (string, null as ``"null"``), for
+    trainer mixtures over skills or clusters, e.g. ``skill_group``; null: no group column."""
 
     @model_validator(mode="after")
     def _check(self) -> DecomposeParams:
@@ -117,7 +125,7 @@ class Decompose(GlobalStage):
         p = self.params
         if self.run_dir is None:
             raise WinnowError("decompose writes buckets into the run directory; none was given")
-        corpus = Corpus(data)
+        corpus = Corpus(data, p.group_column)
         meta = self.token_meta(data.schema)
         dtype = token_dtype(meta["vocab_size"], corpus.max_token)
         copies, mix_info = self.copies(corpus)
@@ -141,7 +149,14 @@ class Decompose(GlobalStage):
         writer = writer or TokenShardWriter
         buckets = BucketWriter(root, p.min_log2, p.max_log2, dtype, p.shard_tokens, corpus, writer)
         concat_len = p.concat_len or 1 << p.max_log2
-        concat_writer = writer(root, f"concat/len_{concat_len}", concat_len, dtype, p.shard_tokens)
+        concat_writer = writer(
+            root,
+            f"concat/len_{concat_len}",
+            concat_len,
+            dtype,
+            p.shard_tokens,
+            p.group_column is not None,
+        )
         concat = ConcatWriter(concat_writer, corpus, copies)
         tail = (1 << p.min_log2) - 1
         # copy c of the corpus (documents with more than c copies) after copies < c
@@ -183,6 +198,7 @@ class Decompose(GlobalStage):
             **buckets_info,
             "concat": concat_info,
             "mix": mix_info,
+            **({"group_column": p.group_column} if p.group_column else {}),
         }
 
     def publish(self, partial: Path, manifest: dict) -> None:
@@ -302,10 +318,15 @@ def token_dtype(vocab_size: int | None, max_token: int) -> type[np.unsignedinteg
 class Corpus:
     """All documents of a materialised input, indexed in id order (memory-mapped)."""
 
-    def __init__(self, data: Materialized):
+    def __init__(self, data: Materialized, group_column: str | None = None):
         for column in (ID, TOKENS):
             if column not in data.schema.names:
                 raise InputError(f"decompose needs a {column!r} column (run tokenize first)")
+        if group_column is not None and group_column not in data.schema.names:
+            raise InputError(
+                f"decompose group_column: no column {group_column!r} in the input "
+                f"(columns: {', '.join(data.schema.names)})"
+            )
         self.batches = [b for table in data.tables() for b in table.to_batches()]
         self.schema = data.schema
         self._views = [token_view(b.column(TOKENS)) for b in self.batches]
@@ -329,6 +350,10 @@ class Corpus:
         codes = pc.dictionary_encode(pc.fill_null(sources, NULL_SOURCE))
         self.source_names = codes.dictionary.to_pylist()
         self.source_codes = codes.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+        self.groups = None  # the group column in id order, nulls as "null"
+        if group_column is not None:
+            values = concat_as([b.column(group_column) for b in self.batches], pa.string())
+            self.groups = pc.fill_null(values.take(order), NULL_SOURCE)
 
     def _order(self, ids, batch_of, row_of) -> np.ndarray:
         def tie(i: int) -> int:

@@ -3,7 +3,8 @@
 A bucket directory ``B/`` (written by the decompose stage) holds ``len_<N>/shard_*.arrow``
 (each row one piece of one document, ``N`` tokens), ``concat/len_<L>/`` (the
 concat-and-chunk baseline) and ``manifest.json``. Shards are memory-mapped; only
-per-row doc keys, sources and offsets are held in memory.
+per-row doc keys, sources, groups (the optional ``group`` column decompose writes
+with ``group_column``) and offsets are held in memory.
 
 Bucket mode (Dataset Decomposition): each optimizer step draws one bucket, chosen by a
 :class:`winnow.trainer.curricula.Schedule`, and ``tokens_per_step / 2^k`` sequences from it.
@@ -69,13 +70,14 @@ def _open_ipc(path: Path) -> list[pa.RecordBatch]:
 
 class ShardTable:
     """All shards of one ``len_<N>`` directory: tokens (rows, N) memory-mapped, and per
-    row its doc key, source code (into ``sources``) and token offset in its document."""
+    row its doc key, source code (into ``sources``), group code (into ``groups``; rows
+    without a ``group`` column count as ``"<none>"``) and token offset in its document."""
 
-    def __init__(self, paths: Sequence[Path], length: int, sources: list[str]):
+    def __init__(self, paths: Sequence[Path], length: int, sources: list[str], groups: list[str]):
         self.length = length
         self.paths = list(paths)
         self.chunks: list[np.ndarray] = []
-        keys, codes, offsets = [], [], []
+        keys, codes, group_codes, offsets = [], [], [], []
         for path in self.paths:
             try:
                 batches = _open_ipc(path)
@@ -95,13 +97,15 @@ class ShardTable:
                 flat = tokens.flatten().to_numpy(zero_copy_only=False)
                 self.chunks.append(flat.reshape(-1, length))
                 keys.append(doc_keys(batch.column("doc_id")))
-                codes.append(_source_codes(batch, sources))
+                codes.append(_codes(batch, "source", sources))
+                group_codes.append(_codes(batch, "group", groups))
                 names = batch.schema.names
                 off = batch.column("offset") if "offset" in names else pa.nulls(batch.num_rows)
                 offsets.append(off.fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64))
         self.bounds = np.cumsum([0] + [len(c) for c in self.chunks])
         self.doc_key = np.concatenate(keys) if keys else np.zeros(0, np.uint64)
         self.source = np.concatenate(codes) if codes else np.zeros(0, np.int32)
+        self.group = np.concatenate(group_codes) if group_codes else np.zeros(0, np.int32)
         self.offset = np.concatenate(offsets) if offsets else np.zeros(0, np.int64)
 
     @property
@@ -128,17 +132,18 @@ class ShardTable:
         return out
 
 
-def _source_codes(batch: pa.RecordBatch, sources: list[str]) -> np.ndarray:
-    if "source" not in batch.schema.names:
+def _codes(batch: pa.RecordBatch, column: str, names: list[str]) -> np.ndarray:
+    """Each row's ``column`` value as an index into ``names`` (extended as met)."""
+    if column not in batch.schema.names:
         values = pa.array(["<none>"] * batch.num_rows)
     else:
-        values = batch.column("source").fill_null("<none>")
+        values = batch.column(column).fill_null("<none>")
     encoded = pc.dictionary_encode(values)
     local = []
     for name in encoded.dictionary.to_pylist():
-        if name not in sources:
-            sources.append(name)
-        local.append(sources.index(name))
+        if name not in names:
+            names.append(name)
+        local.append(names.index(name))
     return np.asarray(local, dtype=np.int32)[encoded.indices.to_numpy(zero_copy_only=False)]
 
 
@@ -253,6 +258,7 @@ class Document:
     key: int
     source: str
     spans: list[np.ndarray]
+    group: str = "<none>"
 
 
 class BucketDataset:
@@ -278,6 +284,7 @@ class BucketDataset:
         self.vocab_size = self.manifest.get("vocab_size")
         self.eos_id = self.manifest.get("eos_id")
         self.sources: list[str] = []
+        self.groups: list[str] = []
         self.tables: dict[int, ShardTable] = {}
         for folder in sorted(self.root.glob("len_*")):
             m = _LEN_DIR.match(folder.name)
@@ -286,7 +293,7 @@ class BucketDataset:
             n = int(m.group(1))
             if (min_len and n < min_len) or (max_len and n > max_len):
                 continue
-            self.tables[n] = ShardTable(_shards(folder), n, self.sources)
+            self.tables[n] = ShardTable(_shards(folder), n, self.sources, self.groups)
         if not self.tables:
             raise InputError(f"{self.root}: no len_<N>/shard_*.arrow bucket shards found")
         if self.vocab_size is None:
@@ -338,17 +345,23 @@ class BucketDataset:
         folder = self.root / "concat" / f"len_{length}"
         if not _shards(folder):
             raise InputError(f"{folder}: no concat shards at length {length}")
-        table = ShardTable(_shards(folder), length, self.sources)
+        table = ShardTable(_shards(folder), length, self.sources, self.groups)
         return TableRows(table, np.flatnonzero(~np.isin(table.doc_key, self.val_keys)))
 
-    def val_documents(self, max_docs_per_source: int | None = None) -> list[Document]:
-        """Held-out documents rebuilt from their pieces, lowest doc hash first per source."""
+    def val_documents(
+        self, max_docs_per_source: int | None = None, by: str = "source"
+    ) -> list[Document]:
+        """Held-out documents rebuilt from their pieces, lowest doc hash first per source
+        (per group with ``by="group"``: the cap then applies to each group)."""
         parts = []
         for n, t in self.tables.items():
             rows = np.flatnonzero(np.isin(t.doc_key, self.val_keys))
+            cap = t.group if by == "group" else t.source
             parts += [
-                (int(t.doc_key[r]), int(t.offset[r]), n, int(r), int(t.source[r])) for r in rows
-            ]
+                (int(t.doc_key[r]), int(t.offset[r]), n, int(r), int(cap[r]), int(t.source[r]),
+                 int(t.group[r]))
+                for r in rows
+            ]  # fmt: skip
         parts.sort()
         docs: list[Document] = []
         per_source: dict[int, int] = {}
@@ -361,7 +374,7 @@ class BucketDataset:
             if max_docs_per_source is None or per_source.get(code, 0) < max_docs_per_source:
                 per_source[code] = per_source.get(code, 0) + 1
                 spans, end = [], None
-                for _, offset, n, row, _ in parts[i:j]:
+                for _, offset, n, row, *_ in parts[i:j]:
                     toks = self.tables[n].tokens([row])[0]
                     if end is not None and offset == end:
                         spans[-1] = np.concatenate([spans[-1], toks])
@@ -370,7 +383,8 @@ class BucketDataset:
                     else:  # overlapping piece: keep only its new tokens
                         spans[-1] = np.concatenate([spans[-1], toks[end - offset :]])
                     end = max(end or 0, offset + n)
-                docs.append(Document(parts[i][0], self.sources[code], spans))
+                source, group = self.sources[parts[i][5]], self.groups[parts[i][6]]
+                docs.append(Document(parts[i][0], source, spans, group))
             i = j
         return docs
 

@@ -24,9 +24,11 @@ all from a seeded generator.
 State (``state_dict``) is plain lists, saved in the checkpoint, so a resumed run
 draws the identical stream.
 
-In the trainer (``data.mixture``), groups are the shards' ``source`` values;
-``skillit`` updates every ``every`` steps from the per-source loss of up to
-``eval_docs`` held-out documents per source. Aioli's probe steps are not scheduled
+In the trainer (``data.mixture``), groups are the shards' ``source`` values, or their
+``group`` column with ``group: group`` (decompose's ``group_column``); ``skillit``
+updates every ``every`` steps from the per-group loss of up to ``eval_docs`` held-out
+documents per group (held-out documents are chosen per source, so a group may have
+none: it then gets the mean loss of the others). Aioli's probe steps are not scheduled
 by the trainer yet: ``Aioli`` here is the update rule for a caller that runs them.
 """
 
@@ -170,14 +172,17 @@ class MixtureConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
+    group: Literal["source", "group"] = "source"
+    """Column the groups come from: the shards' ``source``, or their ``group`` column
+    (written by decompose's ``group_column``, e.g. skills or clusters)."""
     kind: Literal["static", "stratified", "skillit"] = "static"
     """``static`` (``weights``, uniform by default), ``stratified`` (by tokens) or
     ``skillit`` (online, from held-out loss per source)."""
     weights: dict[str, float] | None = None
-    """``p_0`` by source name; sources not named get 0 (default: uniform)."""
+    """``p_0`` by group name; groups not named get 0 (default: uniform)."""
     graph: str | None = None
     """Skill-it graph: a JSON file ``{"groups": [...], "matrix": [[...]]}`` (default:
-    the identity, i.e. each source helps only itself)."""
+    the identity, i.e. each group helps only itself)."""
     eta: float = Field(default=0.5, gt=0)
     """Skill-it's step size."""
     window: int = Field(default=3, ge=1)
@@ -185,13 +190,14 @@ class MixtureConfig(BaseModel):
     every: int = Field(default=50, ge=1)
     """Steps between Skill-it updates."""
     eval_docs: int = Field(default=8, ge=1)
-    """Held-out documents per source scored for each update."""
+    """Held-out documents per group scored for each update."""
 
 
 def for_buckets(cfg: MixtureConfig, names: list[str], buckets: dict) -> tuple[Mixture, dict]:
     """``(mixture, groups)`` for the loader: ``buckets`` maps a length to its training rows
-    (``TableRows``); ``groups`` maps it to each row's source index into ``names``."""
-    groups = {n: rows.table.source[rows.rows] for n, rows in buckets.items()}
+    (``TableRows``); ``groups`` maps it to each row's group index into ``names`` (the
+    dataset's ``sources`` or ``groups``, as ``cfg.group`` says)."""
+    groups = {n: getattr(rows.table, cfg.group)[rows.rows] for n, rows in buckets.items()}
     tokens = np.zeros(len(names))
     for n, codes in groups.items():
         tokens += n * np.bincount(codes, minlength=len(names))
@@ -204,7 +210,7 @@ def build_mixture(cfg: MixtureConfig, groups: list[str], tokens: np.ndarray) -> 
     if cfg.weights is not None:
         unknown = sorted(set(cfg.weights) - set(groups))
         if unknown:
-            raise ValueError(f"mixture.weights: unknown source(s) {unknown}; sources: {groups}")
+            raise ValueError(f"mixture.weights: unknown group(s) {unknown}; groups: {groups}")
         p0 = [cfg.weights.get(g, 0.0) for g in groups]
     if cfg.kind == "stratified":
         return stratified(groups, tokens)

@@ -26,6 +26,7 @@ import os
 import sys
 import time
 from contextlib import nullcontext
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -152,8 +153,16 @@ class Trainer:
         if d.mixture is not None:
             if d.mode != "bucket":
                 raise ConfigError("data.mixture: needs data.mode: bucket")
+            names = self.dataset.sources
+            if d.mixture.group == "group":
+                names = self.dataset.groups
+                if "group_column" not in self.dataset.manifest:
+                    raise ConfigError(
+                        f"data.mixture.group: {d.path} has no group column (decompose it "
+                        "with group_column)"
+                    )
             try:
-                self.mixture, groups = for_buckets(d.mixture, self.dataset.sources, sources)
+                self.mixture, groups = for_buckets(d.mixture, names, sources)
             except ValueError as exc:
                 raise ConfigError(f"data.{exc}") from None
         self.loader = Loader(
@@ -320,9 +329,13 @@ class Trainer:
         return res["all"]["loss"]
 
     def source_losses(self, docs_per_source: int, groups: list[str] | None = None) -> np.ndarray:
-        """Held-out loss of each source in ``groups`` (default: the mixture's groups); a
-        source without held-out documents gets the mean of the others."""
-        docs = self.dataset.val_documents(docs_per_source)
+        """Held-out loss of each group in ``groups`` (default: the mixture's groups), by
+        source or by the shards' group column as ``data.mixture.group`` says; a group
+        without held-out documents gets the mean of the others."""
+        by = self.cfg.data.mixture.group if self.cfg.data.mixture else "source"
+        docs = self.dataset.val_documents(docs_per_source, by)
+        if by == "group":
+            docs = [replace(doc, source=doc.group) for doc in docs]
         res = score_documents(
             self.model, docs, self.eval_len, self.device, self.autocast, None,
             self.cfg.eval.batch_tokens,

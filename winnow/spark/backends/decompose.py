@@ -39,7 +39,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import xxhash
 
-from winnow.errors import InputError, LedgerError, WinnowError
+from winnow.errors import ConfigError, InputError, LedgerError, WinnowError
 from winnow.io.buckets import TokenShardWriter, copy_stream
 from winnow.io.writers import read_table
 from winnow.ledger import StageCount
@@ -208,6 +208,7 @@ class _Facts:
     ids, lengths and sources in id order; ``tokens`` are zeros (placeholders)."""
 
     chunks = Corpus.chunks
+    groups = None  # group_column is refused on Spark
 
     def __init__(self, ids: pa.Array, lengths: np.ndarray, sources: pa.Array):
         self.ids, self.lengths, self.sources = ids, lengths, sources
@@ -245,6 +246,8 @@ def run(spark, stage, data: Materialized, pass_dir: Path) -> StageCount:
     p = stage.params
     if stage.run_dir is None:
         raise WinnowError("decompose writes buckets into the run directory; none was given")
+    if p.group_column is not None:
+        raise ConfigError("decompose group_column: not supported on Spark yet; run it locally")
     for column in (ID, TOKENS):
         if column not in data.schema.names:
             raise InputError(f"decompose needs a {column!r} column (run tokenize first)")
