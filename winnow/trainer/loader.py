@@ -4,7 +4,7 @@ Each step's bucket comes from a ``winnow.trainer.curricula.Schedule``; within a 
 rows come from an endless stream of per-epoch seeded permutations, so the stream is
 a pure function of (seed, bucket, rows consumed) and a resumed run continues it exactly.
 With a ``winnow.trainer.mixture`` mixture, a step's rows are drawn by group from the
-mixture's current weights instead (seeded by the step; the mixture's state is part
+mixture's weights for the step instead (seeded by the step; the mixture's state is part
 of the loader's, so a resumed run draws the same rows).
 """
 
@@ -83,7 +83,7 @@ class Loader:
             rows = rows_for(self.seed, n, source.num_rows, self.consumed[n], size)
         else:
             rng = np.random.default_rng([self.seed, self.step, 0x313A])
-            rows = draw_rows(self.groups[n], self.mixture.p, size, rng)
+            rows = draw_rows(self.groups[n], self.mixture.weights_at(self.step), size, rng)
         self.consumed[n] += size
         batch = Batch(self.step, n, source.get(rows[self.rank :: self.world]), size)
         self.step += 1

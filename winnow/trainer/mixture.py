@@ -25,11 +25,18 @@ State (``state_dict``) is plain lists, saved in the checkpoint, so a resumed run
 draws the identical stream.
 
 In the trainer (``data.mixture``), groups are the shards' ``source`` values, or their
-``group`` column with ``group: group`` (decompose's ``group_column``); ``skillit``
-updates every ``every`` steps from the per-group loss of up to ``eval_docs`` held-out
-documents per group (held-out documents are chosen per source, so a group may have
-none: it then gets the mean loss of the others). Aioli's probe steps are not scheduled
-by the trainer yet: ``Aioli`` here is the update rule for a caller that runs them.
+``group`` column with ``group: group`` (decompose's ``group_column``). Per-group loss
+is that of up to ``eval_docs`` held-out documents per group (held-out documents are
+chosen per source, so a group may have none: it then gets the mean of the others).
+``skillit`` updates every ``every`` steps from it. ``aioli`` runs in rounds of
+``every`` steps: the round's first ``m * probe_steps`` steps are the probes, one
+group after another in a seeded order per round, each ``probe_steps`` steps drawn
+from its probe mixture; the per-group loss is measured before the first probe and
+after each, so ``drops[j]`` is the change over probe ``j`` (sequential, as in Aioli's
+``LearnParams``: no weights are reset); then ``p`` is updated and the rest of the
+round trains on it. Probe steps are ordinary training steps: they count toward
+``train.steps`` and the tokens seen, as Aioli counts them in its training budget, so
+the run's total tokens stay as configured.
 """
 
 from __future__ import annotations
@@ -73,6 +80,10 @@ class Mixture:
     def update(self, losses) -> np.ndarray:
         """Record a round; returns the new ``p`` (unchanged for a static mixture)."""
         self.rounds += 1
+        return self.p
+
+    def weights_at(self, step: int) -> np.ndarray:
+        """The weights step ``step``'s rows are drawn from."""
         return self.p
 
     def state_dict(self) -> dict:
@@ -121,13 +132,28 @@ class SkillIt(Mixture):
 
 
 class Aioli(Mixture):
-    """Aioli: estimate the mixing matrix from probe steps, exponentiated-gradient update."""
+    """Aioli: estimate the mixing matrix from probe steps, exponentiated-gradient update.
+
+    With ``every`` (0: none) and ``probe_steps``, it also schedules the probes of the training
+    loop (see the module doc): ``weights_at`` gives each step's mixture, ``eval_due``
+    says when the per-group loss is to be measured and ``observe`` takes it."""
 
     kind = "aioli"
 
-    def __init__(self, groups, p0=None, eta: float = 0.5, eps: float = 0.25):
+    def __init__(
+        self, groups, p0=None, eta: float = 0.5, eps: float = 0.25, every: int = 0,
+        probe_steps: int = 1, seed: int = 0,
+    ):  # fmt: skip
         super().__init__(groups, p0)
-        self.eta, self.eps = eta, eps
+        self.eta, self.eps, self.every, self.probe_steps, self.seed = (
+            eta, eps, every, probe_steps, seed
+        )  # fmt: skip
+        if every and every <= len(groups) * probe_steps:
+            raise ValueError(
+                f"mixture.every: {every} steps per round leave no room after "
+                f"{len(groups)} probes x {probe_steps} probe_steps"
+            )
+        self.seen: list[np.ndarray] = []  # this round's losses: before probe 1, after each
 
     def probes(self) -> np.ndarray:
         """Row j: the mixture of probe j, ``(1 - eps) e_j + eps p``."""
@@ -147,6 +173,43 @@ class Aioli(Mixture):
         self.p = _softmax_from(np.log(self.p), self.eta * gain)
         self.rounds += 1
         return self.p
+
+    def probe_order(self, round_: int) -> np.ndarray:
+        """The groups in the order round ``round_`` probes them (seeded)."""
+        return np.random.default_rng([self.seed, round_, 0xA101]).permutation(len(self.groups))
+
+    def weights_at(self, step: int) -> np.ndarray:
+        """Probe ``j``'s mixture during its probe steps, ``p`` for the rest of a round."""
+        if not self.every:  # no schedule: the caller runs the probes
+            return self.p
+        pos = step % self.every
+        if pos >= len(self.groups) * self.probe_steps:
+            return self.p
+        return self.probes()[self.probe_order(step // self.every)[pos // self.probe_steps]]
+
+    def eval_due(self, step: int) -> bool:
+        """Whether the loss is measured before step ``step``: at each probe boundary."""
+        pos = step % self.every
+        return pos % self.probe_steps == 0 and pos // self.probe_steps <= len(self.groups)
+
+    def observe(self, step: int, losses) -> None:
+        """Per-group losses measured before step ``step``; after the round's last probe
+        they give ``drops`` and ``update``."""
+        self.seen.append(np.asarray(losses, dtype=np.float64))
+        if len(self.seen) == len(self.groups) + 1:
+            drops = np.empty((len(self.groups), len(self.groups)))
+            order = self.probe_order(step // self.every)
+            for k, j in enumerate(order):
+                drops[j] = self.seen[k] - self.seen[k + 1]
+            self.seen = []
+            self.update(drops)
+
+    def state_dict(self) -> dict:
+        return super().state_dict() | {"seen": [x.tolist() for x in self.seen]}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.seen = [np.asarray(x, dtype=np.float64) for x in state["seen"]]
 
 
 def draw_rows(
@@ -175,36 +238,46 @@ class MixtureConfig(BaseModel):
     group: Literal["source", "group"] = "source"
     """Column the groups come from: the shards' ``source``, or their ``group`` column
     (written by decompose's ``group_column``, e.g. skills or clusters)."""
-    kind: Literal["static", "stratified", "skillit"] = "static"
-    """``static`` (``weights``, uniform by default), ``stratified`` (by tokens) or
-    ``skillit`` (online, from held-out loss per source)."""
+    kind: Literal["static", "stratified", "skillit", "aioli"] = "static"
+    """``static`` (``weights``, uniform by default), ``stratified`` (by tokens),
+    ``skillit`` or ``aioli`` (online, from held-out loss per group)."""
     weights: dict[str, float] | None = None
     """``p_0`` by group name; groups not named get 0 (default: uniform)."""
     graph: str | None = None
     """Skill-it graph: a JSON file ``{"groups": [...], "matrix": [[...]]}`` (default:
     the identity, i.e. each group helps only itself)."""
     eta: float = Field(default=0.5, gt=0)
-    """Skill-it's step size."""
+    """Skill-it's and Aioli's step size."""
     window: int = Field(default=3, ge=1)
     """Rounds of loss Skill-it sums."""
     every: int = Field(default=50, ge=1)
-    """Steps between Skill-it updates."""
+    """Steps between Skill-it updates; Aioli's round length, probe steps included."""
+    probe_steps: int = Field(default=4, ge=1)
+    """Aioli: training steps of each group's probe per round (they count toward
+    ``train.steps`` and the tokens seen)."""
+    eps: float = Field(default=0.25, gt=0, lt=1)
+    """Aioli: a probe's share of the current mixture, ``(1 - eps) e_j + eps p``."""
     eval_docs: int = Field(default=8, ge=1)
     """Held-out documents per group scored for each update."""
 
 
-def for_buckets(cfg: MixtureConfig, names: list[str], buckets: dict) -> tuple[Mixture, dict]:
+def for_buckets(
+    cfg: MixtureConfig, names: list[str], buckets: dict, seed: int = 0
+) -> tuple[Mixture, dict]:
     """``(mixture, groups)`` for the loader: ``buckets`` maps a length to its training rows
     (``TableRows``); ``groups`` maps it to each row's group index into ``names`` (the
-    dataset's ``sources`` or ``groups``, as ``cfg.group`` says)."""
+    dataset's ``sources`` or ``groups``, as ``cfg.group`` says); ``seed`` orders
+    Aioli's probes."""
     groups = {n: getattr(rows.table, cfg.group)[rows.rows] for n, rows in buckets.items()}
     tokens = np.zeros(len(names))
     for n, codes in groups.items():
         tokens += n * np.bincount(codes, minlength=len(names))
-    return build_mixture(cfg, names, tokens), groups
+    return build_mixture(cfg, names, tokens, seed), groups
 
 
-def build_mixture(cfg: MixtureConfig, groups: list[str], tokens: np.ndarray) -> Mixture:
+def build_mixture(
+    cfg: MixtureConfig, groups: list[str], tokens: np.ndarray, seed: int = 0
+) -> Mixture:
     """The mixture ``cfg`` describes over ``groups`` (with ``tokens`` training tokens each)."""
     p0 = None
     if cfg.weights is not None:
@@ -216,6 +289,8 @@ def build_mixture(cfg: MixtureConfig, groups: list[str], tokens: np.ndarray) -> 
         return stratified(groups, tokens)
     if cfg.kind == "static":
         return Mixture(groups, p0)
+    if cfg.kind == "aioli":
+        return Aioli(groups, p0, cfg.eta, cfg.eps, cfg.every, cfg.probe_steps, seed)
     graph = np.eye(len(groups)) if cfg.graph is None else read_graph(Path(cfg.graph), groups)
     return SkillIt(groups, graph, p0, eta=cfg.eta, window=cfg.window)
 

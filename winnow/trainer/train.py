@@ -162,7 +162,7 @@ class Trainer:
                         "with group_column)"
                     )
             try:
-                self.mixture, groups = for_buckets(d.mixture, names, sources)
+                self.mixture, groups = for_buckets(d.mixture, names, sources, t.seed)
             except ValueError as exc:
                 raise ConfigError(f"data.{exc}") from None
         self.loader = Loader(
@@ -347,6 +347,12 @@ class Trainer:
         fill = float(np.mean(known)) if known else 0.0
         return np.array([fill if x is None else x for x in losses])
 
+    def _aioli_probe(self) -> None:
+        """Before a step at an Aioli probe boundary: measure the per-group loss."""
+        mix = self.cfg.data.mixture
+        if mix is not None and mix.kind == "aioli" and self.mixture.eval_due(self.step):
+            self.mixture.observe(self.step, self.source_losses(mix.eval_docs))
+
     def run(self, halt_after: int | None = None) -> dict | None:
         t = self.cfg.train
         self.out.mkdir(parents=True, exist_ok=True)
@@ -370,6 +376,7 @@ class Trainer:
         timings = []
         try:
             while self.step < t.steps:
+                self._aioli_probe()
                 t0 = time.perf_counter()
                 batch = self.loader.next()
                 lr = lr_at(self.step, t.steps, self.cfg.optim)
