@@ -119,3 +119,17 @@ def test_skillit_graph_from_one_hot_probe_runs(bucket_dir, tmp_path):
     # training on a source lowers its own held-out loss more than random junk does
     assert a[0, 0] > a[2, 0] and a[1, 1] > a[2, 1]
     assert np.array_equal(read_graph(tmp_path / "g.json", graph["groups"]), a)
+
+
+def test_skillit_sanity_hardest_source_up_weighted_within_two_updates(bucket_dir, tmp_path):
+    """The issue's check: 3 sources, identity graph; the random-character ``junk``
+    source has the highest held-out loss and gains weight by the 2nd update."""
+    mixture = {"kind": "skillit", "every": 2, "eta": 1.0, "eval_docs": 2}
+    trainer = Trainer(config(bucket_dir, tmp_path / "s", mixture, steps=4))
+    trainer.run()
+    junk = trainer.mixture.groups.index("junk")
+    assert trainer.mixture.rounds == 2
+    assert int(np.argmax(trainer.source_losses(2))) == junk
+    assert (
+        trainer.mixture.p[junk] > trainer.mixture.p0[junk] and np.argmax(trainer.mixture.p) == junk
+    )
