@@ -136,6 +136,17 @@ def test_select_is_independent_of_sharding(tmp_path):
     assert a == b
 
 
+def test_select_by_a_uint64_hash_ranks_like_duckdb(tmp_path):
+    """A random selection by ``hash(id)`` (UBIGINT, beyond float64's exact range)."""
+    import duckdb
+
+    rows = corpus()
+    ids = [r["id"] for r in rows]
+    hashed = duckdb.sql(f"SELECT id, hash(id) AS h FROM (SELECT unnest({ids}) AS id)").fetchall()
+    expected = {i for i, _ in sorted(hashed, key=lambda t: (-float(t[1]), t[0]))[:60]}
+    assert run_select(tmp_path, rows, by="hash(id)", n=60) == expected
+
+
 def test_select_needs_exactly_one_budget():
     with pytest.raises(ValueError, match="exactly one"):
         Select.Params(by="score", fraction=0.1, n=3)

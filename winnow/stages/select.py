@@ -67,7 +67,8 @@ class Select(GlobalStage):
         """Score, token count and stratum of every row, with its (file, row) position."""
         p = self.params
         tokens = p.token_count or ("n_tokens" if "n_tokens" in data.schema.names else APPROX_TOKENS)
-        exprs = {"score": p.by, "tokens": tokens, "stratum": p.stratify or "NULL"}
+        score = f"CAST(({p.by}) AS DOUBLE)"  # any numeric type, e.g. hash(id) (UBIGINT)
+        exprs = {"score": score, "tokens": tokens, "stratum": p.stratify or "NULL"}
         con = connect()
         parts = []
         for file_idx, table in enumerate(data.tables()):
