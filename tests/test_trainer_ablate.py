@@ -159,3 +159,30 @@ def test_scales_report_rank_agreement(variants, tmp_path):
         parse_ablation_config({**cfg, "scales": [{"name": "a", "set": {"model.n_embdd": 3}}] * 2})
     with pytest.raises(ConfigError, match="scales: names must be unique"):
         parse_ablation_config({**cfg, "scales": [{"name": "a"}, {"name": "a"}]})
+
+
+def test_eval_sets_are_scored_whole_and_never_trained(variants, tmp_path):
+    """An ``eval_sets`` directory is scored on every document it holds (the count of
+    documents equals its own listing) by every run, and is not a training variant."""
+    from winnow.trainer.data import BucketDataset
+
+    held = tmp_path / "held"
+    write_bucket_dir(held, list(real_docs())[:12], (32, 64, 128))
+    n_docs = len({k for t in BucketDataset(held, 0.0).tables.values() for k in t.doc_key})
+    cfg = ablation(variants, tmp_path / "es", seeds=[0], eval_on=["curated", "held"])
+    cfg["eval_sets"] = {"held": str(held)}
+    cfg["base"]["train"]["steps"] = 4
+    cfg["base"]["eval"]["max_docs_per_source"] = None
+    logs = []
+    res = run_ablation(cfg, log=logs.append)
+    assert sum("training" in m for m in logs) == 2  # raw and curated only
+    for r in res["runs"]:
+        record = json.loads(
+            (tmp_path / "es" / "runs" / r["variant"] / "seed0" / "ablation_eval.json").read_text()
+        )
+        assert record["cross"]["held"]["heldout"]["all"]["docs"] == n_docs
+        assert "loss@held" in r["metrics"]
+    with pytest.raises(ConfigError, match="eval_sets: 'raw' is also a variant"):
+        parse_ablation_config(
+            {**ablation(variants, tmp_path / "x"), "eval_sets": {"raw": str(held)}}
+        )

@@ -3,7 +3,8 @@
 Trains the same config on several dataset variants (bucket directories, each in
 bucket or concat mode) x seeds, scores every run on the held-out documents of the
 ``eval_on`` variants (the hash split holds out the same doc ids everywhere, so no
-run trains on another variant's held-out documents) and on the configured tasks,
+run trains on another variant's held-out documents), on every document of the
+``eval_sets`` directories (trained by no run) and on the configured tasks,
 and reports per metric the mean over seeds with a 95% t-interval, the difference
 to the baseline variant paired by seed (same seed = same init and data order seed)
 with its interval, and the ranking by the primary metric. Writes ``results.json``,
@@ -108,12 +109,17 @@ def _run_one(
     results = trainer.run()
     cross = {}
     for name in eval_sets:
-        path = cfg.variants[name].path
-        if Path(path).resolve() == Path(tc.data.path).resolve():
+        d = tc.data
+        if name in cfg.eval_sets:  # never trained on: every document is held out
+            ds = BucketDataset(cfg.eval_sets[name], 1.0, 0, d.min_len, d.max_len)
+        elif Path(cfg.variants[name].path).resolve() == Path(d.path).resolve():
             cross[name] = results["eval"]
             continue
-        d = tc.data
-        ds = BucketDataset(path, d.val_fraction, d.min_val_docs_per_source, d.min_len, d.max_len)
+        else:
+            path = cfg.variants[name].path
+            ds = BucketDataset(
+                path, d.val_fraction, d.min_val_docs_per_source, d.min_len, d.max_len
+            )
         eval_cfg = tc.eval.model_copy(update={"tasks": []})
         cross[name] = evaluate(
             trainer.model, ds, eval_cfg, trainer.eval_len, trainer.device, trainer.autocast
@@ -259,7 +265,7 @@ def run_ablation(config, overrides=None, log: Callable[[str], None] = print) -> 
     out.mkdir(parents=True, exist_ok=True)
     variants = list(cfg.variants)
     baseline = cfg.baseline or variants[0]
-    eval_sets = cfg.eval_on or _distinct_paths(cfg)
+    eval_sets = cfg.eval_on or _distinct_paths(cfg) + list(cfg.eval_sets)
     runs = [_run_one(cfg, v, s, eval_sets, log) for v in variants for s in cfg.seeds]
     summary = summarize(runs, variants, baseline)
     primary = cfg.primary or f"loss@{eval_sets[0]}"

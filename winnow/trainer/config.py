@@ -141,6 +141,9 @@ class AblationConfig(Strict):
     variants: dict[str, str | VariantConfig]
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
     eval_on: list[str] | None = None  # variants whose held-out documents every run is scored on
+    # bucket directories no run trains on, scored whole by every run (a target domain's
+    # documents, general held-out text); eval_on may name them beside variants
+    eval_sets: dict[str, str] = Field(default_factory=dict)
     primary: str | None = None  # metric to rank by; default: loss on the first eval set
     baseline: str | None = None  # variant the differences are taken against; default: first
     base: dict[str, Any] = Field(default_factory=dict)
@@ -192,8 +195,11 @@ def parse_ablation_config(data: Any, source: str = "<ablation config>") -> Ablat
         validate_model(TrainConfig, scaled, f"{source}: scales.{i}.set")
     if cfg.scales and len({s.name for s in cfg.scales}) != len(cfg.scales):
         raise ConfigError(f"{source}: scales: names must be unique")
+    for name in cfg.eval_sets:
+        if name in cfg.variants:
+            raise ConfigError(f"{source}: eval_sets: {name!r} is also a variant")
     for name in cfg.eval_on or []:
-        if name not in cfg.variants:
+        if name not in cfg.variants and name not in cfg.eval_sets:
             raise ConfigError(f"{source}: eval_on: unknown variant {name!r}")
     if cfg.baseline is not None and cfg.baseline not in cfg.variants:
         raise ConfigError(f"{source}: baseline: unknown variant {cfg.baseline!r}")
