@@ -36,6 +36,7 @@ from winnow.hashing import to_unit  # noqa: E402
 
 PIPELINES = ROOT / "pipelines"
 TARGETED = ("dsir", "knn", "skills")
+TOKENIZE_STAGES = ("tokenize", "tokenize_target", "tokenize_general")
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> None:
@@ -94,9 +95,6 @@ def build(out: Path) -> None:
         share = len(ids & target_ids) / len(ids)
         print(f"| {name} | {len(ids)} | {share:.3f} | {tokens} |")
     print(f"build: {time.time() - t0:.0f} s")
-
-
-TOKENIZE_STAGES = ("tokenize", "tokenize_target", "tokenize_general")
 
 
 def _doc_ids(bucket_dir: Path) -> list[str]:

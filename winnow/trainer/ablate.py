@@ -108,8 +108,8 @@ def _run_one(
     log(f"{variant} seed {seed}: training {tc.train.steps} steps on {tc.data.path}")
     results = trainer.run()
     cross = {}
+    d = tc.data
     for name in eval_sets:
-        d = tc.data
         if name in cfg.eval_sets:  # never trained on: every document is held out
             ds = BucketDataset(cfg.eval_sets[name], 1.0, 0, d.min_len, d.max_len)
         elif Path(cfg.variants[name].path).resolve() == Path(d.path).resolve():
