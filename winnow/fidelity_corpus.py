@@ -320,6 +320,9 @@ def _sentences(text: str) -> list[str]:
     return [p.strip() for p in parts if 20 <= len(p.strip()) <= 200]
 
 
+QUERY_TAIL = 80  # characters of a cloze query that must not occur in the corpus
+
+
 def next_sentence_task(docs: list[dict], rng: random.Random, choices: int = 4) -> list[dict]:
     """One item per document with >= 3 usable sentences: the text before a sentence
     (last 600 chars) as the query, that sentence among ``choices - 1`` sentences of
@@ -389,6 +392,10 @@ def build_fidelity_corpus(
     tasks = out_dir / "tasks"
     tasks.mkdir(exist_ok=True)
     items = next_sentence_task(sorted(reserved, key=lambda d: d["id"]), rng)
+    # a reserved document may still share a passage with a corpus one (two package
+    # descriptions of one project, man pages of sibling tools): drop those items
+    corpus_text = " ".join(" ".join(r["text"].split()) for r in rows)
+    items = [i for i in items if " ".join(i["query"].split())[-QUERY_TAIL:] not in corpus_text]
     items = rng.sample(items, min(task_items, len(items)))
     (tasks / "next_sentence.jsonl").write_text("".join(json.dumps(i) + "\n" for i in items))
     return labels
