@@ -127,6 +127,44 @@ def test_mix_and_randomize_long_match_local(tmp_path, spark, monkeypatch, params
         assert max(mix["factors"].values()) >= 2
 
 
+def test_group_column_matches_local(tmp_path, spark):
+    """``group_column`` (nulls among the values) is carried into every bucket and concat
+    shard as ``group``, copies under ``mix`` included, as locally."""
+    docs = synthetic_docs(seed=5, n=90)
+    for i, d in enumerate(docs):
+        d["skill"] = ["algebra", "geometry", None][i % 3]
+    schema = SCHEMA.append(pa.field("skill", pa.string()))
+    files = write_parts(tmp_path / "in", docs, 3, schema)
+    out = run_both(
+        tmp_path,
+        spark,
+        Materialized(files),
+        min_log2=2,
+        max_log2=5,
+        shard_tokens=150,
+        concat_len=40,
+        mix={"web": 2},
+        group_column="skill",
+    )
+    check_same(out)
+    shard = next(v for k, v in out["spark"][1].items() if k.startswith("len_32/"))
+    table = pa.ipc.open_file(pa.BufferReader(shard)).read_all()
+    skill = {d["id"]: d["skill"] or "null" for d in docs}
+    assert table["group"].to_pylist() == [skill[i] for i in table["doc_id"].to_pylist()]
+
+
+def test_unknown_group_column_is_one_line(tmp_path, spark):
+    from winnow.errors import InputError
+    from winnow.spark.executor import spark_backend
+
+    files = write_parts(tmp_path / "in", synthetic_docs(n=20), 1, SCHEMA)
+    stage = Decompose(
+        Decompose.Params(group_column="nope"), stage_id="dec", seed=7, run_dir=tmp_path
+    )
+    with pytest.raises(InputError, match="group_column: no column 'nope'"):
+        spark_backend(stage)(spark, stage, Materialized(files), tmp_path / "pass")
+
+
 def test_pipeline_runs_decompose_natively(tmp_path, spark, caplog):
     """Through ``SparkRunner``: no driver fallback, ``mix`` included."""
     from winnow.pipeline import parse_pipeline

@@ -315,18 +315,23 @@ def token_dtype(vocab_size: int | None, max_token: int) -> type[np.unsignedinteg
     return dtype
 
 
+def check_columns(schema: pa.Schema, group_column: str | None) -> None:
+    """One-line errors for an input decompose cannot read."""
+    for column in (ID, TOKENS):
+        if column not in schema.names:
+            raise InputError(f"decompose needs a {column!r} column (run tokenize first)")
+    if group_column is not None and group_column not in schema.names:
+        raise InputError(
+            f"decompose group_column: no column {group_column!r} in the input "
+            f"(columns: {', '.join(schema.names)})"
+        )
+
+
 class Corpus:
     """All documents of a materialised input, indexed in id order (memory-mapped)."""
 
     def __init__(self, data: Materialized, group_column: str | None = None):
-        for column in (ID, TOKENS):
-            if column not in data.schema.names:
-                raise InputError(f"decompose needs a {column!r} column (run tokenize first)")
-        if group_column is not None and group_column not in data.schema.names:
-            raise InputError(
-                f"decompose group_column: no column {group_column!r} in the input "
-                f"(columns: {', '.join(data.schema.names)})"
-            )
+        check_columns(data.schema, group_column)
         self.batches = [b for table in data.tables() for b in table.to_batches()]
         self.schema = data.schema
         self._views = [token_view(b.column(TOKENS)) for b in self.batches]

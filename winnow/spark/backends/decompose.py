@@ -2,13 +2,14 @@
 manifest and kept parts, byte for byte.
 
 1. Each input part is read in one task that returns, per document, its position
-   (``_file``/``_row``), id, token count, source, a hash of its tokens (the tie
-   between equal ids) and the part's largest token id.
+   (``_file``/``_row``), id, token count, source, ``group_column`` value (null
+   without one), a hash of its tokens (the tie between equal ids) and the part's
+   largest token id.
 2. On the driver, these facts are ordered as locally (``id_order``), each document's
    copies under ``mix`` come from them (``Decompose._copies``), and the local shard
    writing (``Decompose._sequences``) runs over them with placeholder tokens and a
-   writer that keeps, per shard file, the doc_id/source/offset columns it would
-   write (as Arrow IPC bytes: a shard's string buffers carry bytes of the rows after
+   writer that keeps, per shard file, the doc_id/source/offset (and group) columns
+   it would write (as Arrow IPC bytes: a shard's string buffers carry bytes of the rows after
    it, which this keeps), the manifest's entries and the kept-output chunks. The
    tokens never reach the driver.
 3. Each input part is read again in one task that emits its documents' token
@@ -39,7 +40,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import xxhash
 
-from winnow.errors import ConfigError, InputError, LedgerError, WinnowError
+from winnow.errors import LedgerError, WinnowError
 from winnow.io.buckets import TokenShardWriter, copy_stream
 from winnow.io.writers import read_table
 from winnow.ledger import StageCount
@@ -50,6 +51,7 @@ from winnow.stages.decompose import (
     NULL_SOURCE,
     SOURCE,
     Corpus,
+    check_columns,
     id_order,
     token_dtype,
     token_view,
@@ -61,7 +63,9 @@ _KEY_BITS = 40  # a shard file's key: writer index << 40 | shard index
 
 _FRAGMENT_TOKENS = 1 << 24  # tokens per fragment batch (binary offsets are int32)
 
-_FACTS = "file long, row long, id string, length long, source string, tie long, max long"
+_FACTS = (
+    "file long, row long, id string, length long, source string, grp string, tie long, max long"
+)
 
 _FRAGMENTS = "key long, seq long, frag long, tokens binary"
 
@@ -77,7 +81,7 @@ def _sources(table: pa.Table) -> pa.Array:
     return pa.nulls(table.num_rows, pa.string())
 
 
-def _doc_facts(data: Materialized):
+def _doc_facts(data: Materialized, group_column: str | None):
     def facts(batches):
         for batch in batches:
             for index, path in zip(
@@ -98,6 +102,11 @@ def _doc_facts(data: Materialized):
                         "id": table[ID].combine_chunks().cast(pa.string()),
                         "length": pa.array(np.diff(off).astype(np.int64)),
                         "source": _sources(table),
+                        "grp": (
+                            table[group_column].combine_chunks().cast(pa.string())
+                            if group_column is not None
+                            else pa.nulls(n, pa.string())
+                        ),
                         "tie": pa.array(np.array(ties, np.uint64).view(np.int64)),
                         "max": pa.array(np.full(n, int(used.max()) if len(used) else 0, np.int64)),
                     }
@@ -146,7 +155,7 @@ def _fragments(data: Materialized, plan, dtype):
 
 def _shard_writer(writers: list[TokenShardWriter], dtype, columns):
     """mapInArrow body over fragments sorted by (key, seq, frag): write each shard file,
-    its doc_id/source/offset columns from ``columns.value[key]`` (captured locally)."""
+    its doc_id/source/offset (group) columns from ``columns.value[key]`` (captured locally)."""
 
     def write(batches):
         pending: list[pa.RecordBatch] = []
@@ -172,6 +181,7 @@ def _shard_writer(writers: list[TokenShardWriter], dtype, columns):
                 meta["doc_id"].chunk(0),
                 meta["source"].chunk(0),
                 meta["offset"].chunk(0),
+                meta["group"].chunk(0) if "group" in meta.column_names else None,
             )
             return pa.record_batch({"key": [key], "sequences": [n]})
 
@@ -208,10 +218,10 @@ class _Facts:
     ids, lengths and sources in id order; ``tokens`` are zeros (placeholders)."""
 
     chunks = Corpus.chunks
-    groups = None  # group_column is refused on Spark
 
-    def __init__(self, ids: pa.Array, lengths: np.ndarray, sources: pa.Array):
+    def __init__(self, ids: pa.Array, lengths: np.ndarray, sources: pa.Array, groups=None):
         self.ids, self.lengths, self.sources = ids, lengths, sources
+        self.groups = None if groups is None else pc.fill_null(groups, NULL_SOURCE)
         self.num_docs = len(lengths)
         codes = pc.dictionary_encode(pc.fill_null(sources, NULL_SOURCE))
         self.source_names = codes.dictionary.to_pylist()
@@ -223,13 +233,15 @@ class _Facts:
 
 
 def _capturing_writer(captured: dict):
-    """A ``TokenShardWriter`` that keeps each shard's doc_id/source/offset columns (as the
+    """A ``TokenShardWriter`` that keeps each shard's doc_id/source/offset (group) columns (as the
     Arrow IPC stream of the arrays it would write, so their bytes survive) and writes
     nothing: the executors write the shards."""
 
     class Capture(TokenShardWriter):
-        def _write(self, tokens, doc_ids, sources, offsets) -> None:
+        def _write(self, tokens, doc_ids, sources, offsets, groups=None) -> None:
             table = pa.table({"doc_id": doc_ids, "source": sources, "offset": offsets})
+            if groups is not None:
+                table = table.append_column("group", groups)
             sink = pa.BufferOutputStream()
             with pa.ipc.new_stream(sink, table.schema) as stream:
                 stream.write_table(table)
@@ -246,15 +258,11 @@ def run(spark, stage, data: Materialized, pass_dir: Path) -> StageCount:
     p = stage.params
     if stage.run_dir is None:
         raise WinnowError("decompose writes buckets into the run directory; none was given")
-    if p.group_column is not None:
-        raise ConfigError("decompose group_column: not supported on Spark yet; run it locally")
-    for column in (ID, TOKENS):
-        if column not in data.schema.names:
-            raise InputError(f"decompose needs a {column!r} column (run tokenize first)")
+    check_columns(data.schema, p.group_column)
     files = files_frame(spark, data)
 
     # 1. per-document facts, ordered as locally
-    facts = files.mapInArrow(_doc_facts(data), _FACTS).toArrow()
+    facts = files.mapInArrow(_doc_facts(data, p.group_column), _FACTS).toArrow()
     facts = facts.sort_by([("file", "ascending"), ("row", "ascending")])
     ids = facts["id"].combine_chunks().cast(pa.large_string())
     tie = facts["tie"].to_numpy().view(np.uint64)
@@ -262,7 +270,8 @@ def run(spark, stage, data: Materialized, pass_dir: Path) -> StageCount:
     file_of = facts["file"].to_numpy()[order]
     row_of = facts["row"].to_numpy()[order]
     lengths = facts["length"].to_numpy()[order].astype(np.int64)
-    corpus = _Facts(ids.take(order), lengths, facts["source"].combine_chunks().take(order))
+    groups = facts["grp"].combine_chunks().take(order) if p.group_column else None
+    corpus = _Facts(ids.take(order), lengths, facts["source"].combine_chunks().take(order), groups)
     meta = stage.token_meta(data.schema)
     dtype = token_dtype(meta["vocab_size"], int(pc.max(facts["max"]).as_py() or 0))
     num_docs = corpus.num_docs
@@ -287,9 +296,10 @@ def run(spark, stage, data: Materialized, pass_dir: Path) -> StageCount:
     n_pieces = np.bincount(doc, minlength=num_docs)
     piece = _ranges((np.cumsum(n_pieces) - n_pieces)[stream], n_pieces[stream])
     writers: list[TokenShardWriter] = []
+    grouped = p.group_column is not None
     frags: list[tuple] = []
     for k in range(p.min_log2, p.max_log2 + 1):
-        w = TokenShardWriter(partial, f"len_{1 << k}", 1 << k, dtype, p.shard_tokens)
+        w = TokenShardWriter(partial, f"len_{1 << k}", 1 << k, dtype, p.shard_tokens, grouped)
         sel = piece[log2[piece] == k]
         rank = np.arange(len(sel), dtype=np.int64)
         key = (len(writers) << _KEY_BITS) + rank // w.per_shard
@@ -298,7 +308,7 @@ def run(spark, stage, data: Materialized, pass_dir: Path) -> StageCount:
         writers.append(w)
     if p.concat:  # the stream's tokens cut every `size`; the last partial chunk dropped
         size = p.concat_len or 1 << p.max_log2
-        w = TokenShardWriter(partial, f"concat/len_{size}", size, dtype, p.shard_tokens)
+        w = TokenShardWriter(partial, f"concat/len_{size}", size, dtype, p.shard_tokens, grouped)
         n = lengths[stream]
         ends = np.cumsum(n)
         starts = ends - n
