@@ -1,8 +1,8 @@
 """Does the proxy ablation reproduce known curation effects? (issue 16)
 
     python benchmarks/ablation_fidelity.py build            # corpus, tokenizer, curation run
-    python benchmarks/ablation_fidelity.py effects          # dedup, quality, DD at 5 seeds
-    python benchmarks/ablation_fidelity.py power            # interval vs seeds and steps
+    python benchmarks/ablation_fidelity.py effects          # dedup, quality, DD at 3 seeds
+    python benchmarks/ablation_fidelity.py report           # the tables, per domain; power
     python benchmarks/ablation_fidelity.py scales           # tiny vs mini rank correlation
     python benchmarks/ablation_fidelity.py fit              # winnow fit-weights on it
 
@@ -10,16 +10,19 @@
 1024-token byte-level BPE on it, runs ``pipelines/fidelity.yaml`` (raw, dedup-only,
 filter-only and curated branches, each as length buckets) and prints how many of
 each injected defect the curation caught. ``effects`` runs
-``pipelines/fidelity_ablation.yaml`` (every variant vs the curated baseline, paired
-by seed, scored on the curated variant's held-out documents and a next-sentence
-cloze task built from reserved documents) and prints the three effects with their
-paired 95% intervals (``--steps S`` reruns them at another budget). ``power``
-reads those runs back: the interval for the first k seeds, and at each budget run.
-``scales`` runs the four curation variants at tiny (reusing ``effects``' runs) and
-at a wider, deeper ``mini`` proxy (``mini`` runs only that scale, to run beside
-``effects``), and prints the rank agreement. ``fit`` runs ``winnow fit-weights``
-(``pipelines/fidelity_fit_weights.yaml``) on the scored corpus.
-Everything lands under ``--out`` (default ``runs/fidelity``); finished runs are reused.
+``pipelines/fidelity_ablation.yaml`` (the four curation variants in concat-and-chunk
+mode and the curated one in bucket mode, paired by seed, scored on the curated
+variant's held-out documents and a next-sentence cloze task built from reserved
+documents), prints the effects with their paired 95% intervals and writes
+``benchmarks/fidelity_result.json`` (``--steps S`` reruns them at another budget,
+``--variants`` picks others, e.g. the bucket-mode ``raw,dedup,filtered,curated``).
+``report`` reads finished runs back (per domain, and the interval for the first k
+seeds and at each budget run; ``power`` alone prints the latter). ``scales`` runs the
+curation variants at tiny (reusing ``effects``' runs) and at a wider, deeper ``mini``
+proxy (``mini`` runs only that scale, to run beside ``effects``), and prints the rank
+agreement. ``fit`` runs ``winnow fit-weights`` (``pipelines/fidelity_fit_weights.yaml``)
+on the scored corpus. Everything lands under ``--out`` (default ``runs/fidelity``);
+finished runs are reused.
 """
 
 from __future__ import annotations
@@ -39,13 +42,23 @@ from rich.console import Console  # noqa: E402
 from winnow.fidelity_corpus import DOMAINS, build_fidelity_corpus  # noqa: E402
 
 PIPELINES = ROOT / "pipelines"
-# effect -> (variant, baseline): the variant is expected to be worse than the baseline
+# effect -> (variant, baseline): the variant is expected to be worse than the baseline.
+# The curation effects are measured in concat-and-chunk mode: at this budget a
+# long-bucket step holds 4 documents, so bucket mode's seed-to-seed spread is 3-30x
+# concat's (benchmarks/RESULTS.md); DD compares the two modes on the curated data.
 EFFECTS = {
-    "dedup": ("filtered", "curated"),
-    "quality": ("dedup", "curated"),
-    "both": ("raw", "curated"),
+    "dedup": ("filtered_concat", "curated_concat"),
+    "quality": ("dedup_concat", "curated_concat"),
+    "both": ("raw_concat", "curated_concat"),
     "DD": ("curated_concat", "curated"),
 }
+# the same curation effects in bucket mode (``effects --variants raw,dedup,filtered,curated``)
+BUCKET_EFFECTS = {
+    "dedup (buckets)": ("filtered", "curated"),
+    "quality (buckets)": ("dedup", "curated"),
+    "both (buckets)": ("raw", "curated"),
+}
+CURATION = ["raw_concat", "dedup_concat", "filtered_concat", "curated_concat"]
 
 
 def build(out: Path, per_domain: int) -> None:
@@ -87,18 +100,21 @@ def _rejected_ids(run_dir: Path, stage: str) -> set[str]:
     return {i for p in paths for i in read_table(p).column("id").to_pylist()}
 
 
-def ablation_overrides(root: Path, **extra) -> dict:
-    """The fidelity ablation's paths under ``root`` (as ``build`` wrote them)."""
+def ablation_overrides(root: Path, variants: list[str], **extra) -> dict:
+    """The fidelity ablation's ``variants`` (of raw, dedup, filtered, curated in bucket
+    mode, each also as ``<name>_concat``) with the paths ``build`` wrote under ``root``."""
     run = root / "run"
+    paths = {
+        "raw": run / "buckets-raw",
+        "dedup": run / "buckets-dedup",
+        "filtered": run / "buckets-filtered",
+        "curated": run / "buckets",
+    }
+    every = {name: str(path) for name, path in paths.items()}
+    every |= {f"{name}_concat": {"path": str(p), "mode": "concat"} for name, p in paths.items()}
     return {
         "out": str(root / "ablation"),
-        "variants": {
-            "raw": str(run / "buckets-raw"),
-            "dedup": str(run / "buckets-dedup"),
-            "filtered": str(run / "buckets-filtered"),
-            "curated": str(run / "buckets"),
-            "curated_concat": {"path": str(run / "buckets"), "mode": "concat"},
-        },
+        "variants": {name: every[name] for name in variants},
         "base.eval.tasks": [str(root / "tasks" / "next_sentence.jsonl")],
         **extra,
     }
@@ -133,6 +149,10 @@ def effect_table(results: dict, metrics: list[str], seeds=None, effects=None) ->
     return "\n".join(lines)
 
 
+def _log(t0: float):
+    return lambda m: print(f"[{time.time() - t0:6.0f}s] {m}", flush=True)
+
+
 def effects(out: Path, steps: int, seeds: list[int], variants: list[str]) -> dict:
     """The effects at ``steps`` (tiny preset), one seed at a time so that an
     interrupted sweep still leaves complete seeds; prints the table after each."""
@@ -140,44 +160,41 @@ def effects(out: Path, steps: int, seeds: list[int], variants: list[str]) -> dic
 
     t0 = time.time()
     where = out / "study" / "scales" / "tiny" if steps == STEPS else out / f"power-{steps}"
-    over = ablation_overrides(out, out=str(where), **{"base.train.steps": steps})
-    over["variants"] = {k: v for k, v in over["variants"].items() if k in variants}
+    over = ablation_overrides(out, variants, out=str(where), **{"base.train.steps": steps})
     for n in range(1, len(seeds) + 1):
         res = run_ablation(
-            PIPELINES / "fidelity_ablation.yaml",
-            {**over, "seeds": seeds[:n]},
-            log=lambda m: print(f"[{time.time() - t0:6.0f}s] {m}", flush=True),
+            PIPELINES / "fidelity_ablation.yaml", {**over, "seeds": seeds[:n]}, log=_log(t0)
         )
         print(res["table"])
         if n > 1:
-            print(effect_table(res, METRICS))
+            print(effect_table(res, METRICS, effects={**EFFECTS, **BUCKET_EFFECTS}))
         print(f"effects (tiny, {steps} steps, seeds {seeds[:n]}): {time.time() - t0:.0f} s")
-    if steps == STEPS and len(seeds) > 1:
-        write_summary(res, steps, EFFECTS, "effects")
+    if steps == STEPS and len(seeds) > 1 and all(v in variants for v in [*CURATION, "curated"]):
+        write_summary(res, steps, EFFECTS)
     return res
 
 
-def write_summary(res: dict, steps: int, effects_of: dict, phase: str) -> None:
-    """Add these effects to ``benchmarks/fidelity_result.json``, what the demo cites for
-    its verdict (``effects`` writes the bucket-mode ones, ``report`` the concat ones)."""
+def write_summary(res: dict, steps: int, effects_of: dict) -> None:
+    """Write these effects to ``benchmarks/fidelity_result.json``, what the demo cites
+    for its verdict."""
     from winnow.trainer.ablate import higher_is_better
+    from winnow.trainer.config import load_ablation_config
 
-    path = ROOT / "benchmarks" / "fidelity_result.json"
-    summary = json.loads(path.read_text()) if path.is_file() else {"effects": {}}
     n = len(res["seeds"])
+    summary = {"effects": {}}
     for name, (variant, baseline) in effects_of.items():
         for metric in ("bpb@curated", "train_seconds") if name == "DD" else ("bpb@curated",):
             mean, half = paired(res, variant, baseline, metric)
             worse = -mean if higher_is_better(metric) else mean
             key = f"{name}: {variant} - {baseline}, {metric}, {n} seeds"
             summary["effects"][key] = {"delta": mean, "ci95": half, "separates": worse - half > 0}
-    summary["budget"] = f"tiny preset, {steps} steps x 2048 tokens, CPU"
-    summary.setdefault("commands", {})[phase] = (
-        f"python benchmarks/ablation_fidelity.py {phase} --seeds {n}"
+    base = load_ablation_config(PIPELINES / "fidelity_ablation.yaml").base
+    summary["budget"] = (
+        f"{base['model']['preset']} preset, {steps} steps x "
+        f"{base['train']['tokens_per_step']} tokens, lr {base['optim']['lr']:g}, CPU"
     )
-    summary["command"] = "python benchmarks/ablation_fidelity.py build, then " + ", ".join(
-        summary["commands"].values()
-    )
+    summary["command"] = f"python benchmarks/ablation_fidelity.py build, then effects --seeds {n}"
+    path = ROOT / "benchmarks" / "fidelity_result.json"
     path.write_text(json.dumps(summary, indent=2) + "\n")
     print(f"wrote {path}")
 
@@ -187,47 +204,30 @@ def scales(out: Path, seeds: int, tiny_seeds: int) -> dict:
     from winnow.trainer.ablate import run_ablation
 
     t0 = time.time()
-    over = ablation_overrides(out, out=str(out / "study"))
-    over["variants"] = {k: v for k, v in over["variants"].items() if k != "curated_concat"}
+    over = ablation_overrides(out, CURATION, out=str(out / "study"))
     over["scales"] = [
         {"name": "tiny", "set": {"model.preset": "tiny"}, "seeds": list(range(tiny_seeds))},
         {"name": "mini", "set": MINI, "seeds": list(range(seeds))},
     ]
-    res = run_ablation(
-        PIPELINES / "fidelity_ablation.yaml",
-        over,
-        log=lambda m: print(f"[{time.time() - t0:6.0f}s] {m}", flush=True),
-    )
+    res = run_ablation(PIPELINES / "fidelity_ablation.yaml", over, log=_log(t0))
     print((out / "study" / "results.md").read_text())
     print(f"scales: {time.time() - t0:.0f} s")
     return res
 
 
-def report(out: Path, seeds: list[int]) -> None:
-    """Every tiny run (bucket and concat variants) over ``seeds``, which must all be
-    finished: the results table, the effects per metric and per domain, in both
-    modes, then the power tables."""
+def report(out: Path, seeds: list[int], variants: list[str]) -> None:
+    """The finished tiny runs of ``variants`` over ``seeds``: the results table, the
+    effects per metric and per domain, then the power tables."""
     from winnow.trainer.ablate import run_ablation
 
-    over = ablation_overrides(out, out=str(out / "study" / "scales" / "tiny"), seeds=seeds)
-    for k in ("raw", "dedup", "filtered"):
-        over["variants"][f"{k}_concat"] = {"path": over["variants"][k], "mode": "concat"}
+    where = str(out / "study" / "scales" / "tiny")
+    over = ablation_overrides(out, variants, out=where, seeds=seeds)
     res = run_ablation(PIPELINES / "fidelity_ablation.yaml", over, log=lambda m: None)
+    every = {**EFFECTS, **BUCKET_EFFECTS}
     print(res["table"])
-    print(effect_table(res, METRICS))
-    print(effect_table(res, [f"bpb@curated/{d}" for d in DOMAINS]))
-    print(effect_table(res, METRICS[:-1], effects=CONCAT_EFFECTS))
-    print(effect_table(res, [f"bpb@curated/{d}" for d in DOMAINS], effects=CONCAT_EFFECTS))
-    write_summary(res, STEPS, CONCAT_EFFECTS, "report")
+    print(effect_table(res, METRICS, effects=every))
+    print(effect_table(res, [f"bpb@curated/{d}" for d in DOMAINS], effects=every))
     power(out)
-
-
-# the same effects with every variant in concat-and-chunk mode (no length buckets)
-CONCAT_EFFECTS = {
-    "dedup (concat)": ("filtered_concat", "curated_concat"),
-    "quality (concat)": ("dedup_concat", "curated_concat"),
-    "both (concat)": ("raw_concat", "curated_concat"),
-}
 
 
 def power(out: Path) -> None:
@@ -241,7 +241,7 @@ def power(out: Path) -> None:
         print(f"\n{steps} steps ({where})")
         print("| effect | seeds | " + " | ".join(POWER_METRICS) + " |")
         print("|---|---|" + "---|" * len(POWER_METRICS))
-        for name, (variant, baseline) in {**EFFECTS, **CONCAT_EFFECTS}.items():
+        for name, (variant, baseline) in {**EFFECTS, **BUCKET_EFFECTS}.items():
             if variant not in res["variants"] or baseline not in res["variants"]:
                 continue
             for k in range(2, len(res["seeds"]) + 1):
@@ -275,7 +275,7 @@ def fit(out: Path) -> None:
 
 
 POWER_METRICS = ["bpb@curated", "late_loss@curated", "gold_prob@next_sentence"]
-STEPS = 160
+STEPS = 400  # pipelines/fidelity_ablation.yaml's train.steps
 # the larger proxy: 3 layers of width 96 (0.43M parameters with the 1024-token
 # vocabulary, ~2.6x tiny's FLOPs per token; what 2 shared cores allow)
 MINI = {"model.preset": "tiny", "model.n_layer": 3, "model.n_head": 4, "model.n_embd": 96}
@@ -293,50 +293,35 @@ METRICS = [
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "phase",
-        choices=["build", "effects", "power", "report", "scales", "mini", "concat", "fit"],
+        "phase", choices=["build", "effects", "power", "report", "scales", "mini", "fit"]
     )
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "fidelity")
     parser.add_argument("--per-domain", type=int, default=1200)
     parser.add_argument("--steps", type=int, default=STEPS)
-    parser.add_argument("--seeds", type=int, default=5)
-    parser.add_argument("--tiny-seeds", type=int, default=5, help="scales: seeds at tiny")
-    parser.add_argument("--variants", default="raw,dedup,filtered,curated,curated_concat")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--tiny-seeds", type=int, default=3, help="scales: seeds at tiny")
+    parser.add_argument("--variants", default=",".join([*CURATION, "curated"]))
     args = parser.parse_args()
     seeds = list(range(args.seeds))
+    variants = args.variants.split(",")
     if args.phase == "build":
         build(args.out, args.per_domain)
     elif args.phase == "effects":
-        effects(args.out, args.steps, seeds, args.variants.split(","))
+        effects(args.out, args.steps, seeds, variants)
     elif args.phase == "scales":
         scales(args.out, args.seeds, args.tiny_seeds)
     elif args.phase == "power":
         power(args.out)
     elif args.phase == "report":
-        report(args.out, seeds)
+        report(args.out, seeds, variants)
     elif args.phase == "fit":
         fit(args.out)
-    elif args.phase == "concat":  # the curation variants in concat mode, beside `effects`
-        over = ablation_overrides(args.out, out=str(args.out / "study" / "scales" / "tiny"))
-        over["variants"] = {
-            **{
-                f"{k}_concat": {"path": v, "mode": "concat"}
-                for k, v in over["variants"].items()
-                if k in ("raw", "dedup", "filtered")
-            },
-            "curated": over["variants"]["curated"],  # the eval set; trained by `effects`
-        }
-        from winnow.trainer.ablate import run_ablation
-
-        for n in range(1, args.seeds + 1):
-            res = run_ablation(PIPELINES / "fidelity_ablation.yaml", {**over, "seeds": seeds[:n]})
-            print(res["table"], flush=True)
     elif args.phase == "mini":  # the mini scale alone, to run beside `effects`
-        over = ablation_overrides(args.out, out=str(args.out / "study" / "scales" / "mini"))
-        over["variants"] = {k: v for k, v in over["variants"].items() if k != "curated_concat"}
-        over.update({f"base.{k}": v for k, v in MINI.items()})
         from winnow.trainer.ablate import run_ablation
 
+        where = str(args.out / "study" / "scales" / "mini")
+        over = ablation_overrides(args.out, CURATION, out=where)
+        over.update({f"base.{k}": v for k, v in MINI.items()})
         for n in range(1, args.seeds + 1):
             res = run_ablation(PIPELINES / "fidelity_ablation.yaml", {**over, "seeds": seeds[:n]})
             print(res["table"], flush=True)

@@ -1,7 +1,7 @@
 """Does targeted selection help a proxy model on the target domain? (issue 15)
 
     python benchmarks/skills_ablation.py build    # pool, reference, eval sets; curation
-    python benchmarks/skills_ablation.py train    # 4 selections x 3 seeds; the verdict
+    python benchmarks/skills_ablation.py train    # 4 selections x 5 seeds; the verdict
 
 ``build`` writes the pool of ``benchmarks/skills.py`` (stdlib docstrings, a hidden
 target area at 10%, 150 other target docstrings as the reference) as JSONL rows with
@@ -148,7 +148,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("phase", choices=("build", "train"))
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "skills_ablation")
-    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--seeds", type=int, default=5)
     args = ap.parse_args()
     if args.phase == "build":
         build(args.out)
