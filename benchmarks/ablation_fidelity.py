@@ -39,9 +39,13 @@ sys.path.insert(0, str(ROOT))
 
 from rich.console import Console  # noqa: E402
 
+from winnow.config import read_yaml  # noqa: E402
 from winnow.fidelity_corpus import DOMAINS, build_fidelity_corpus  # noqa: E402
 
 PIPELINES = ROOT / "pipelines"
+# the recorded budget: the train config of pipelines/fidelity_ablation.yaml
+BASE = read_yaml(PIPELINES / "fidelity_ablation.yaml")["base"]
+STEPS = BASE["train"]["steps"]
 # effect -> (variant, baseline): the variant is expected to be worse than the baseline.
 # The curation effects are measured in concat-and-chunk mode: at this budget a
 # long-bucket step holds 4 documents, so bucket mode's seed-to-seed spread is 3-30x
@@ -178,7 +182,6 @@ def write_summary(res: dict, steps: int, effects_of: dict) -> None:
     """Write these effects to ``benchmarks/fidelity_result.json``, what the demo cites
     for its verdict."""
     from winnow.trainer.ablate import higher_is_better
-    from winnow.trainer.config import load_ablation_config
 
     n = len(res["seeds"])
     summary = {"effects": {}}
@@ -188,10 +191,9 @@ def write_summary(res: dict, steps: int, effects_of: dict) -> None:
             worse = -mean if higher_is_better(metric) else mean
             key = f"{name}: {variant} - {baseline}, {metric}, {n} seeds"
             summary["effects"][key] = {"delta": mean, "ci95": half, "separates": worse - half > 0}
-    base = load_ablation_config(PIPELINES / "fidelity_ablation.yaml").base
     summary["budget"] = (
-        f"{base['model']['preset']} preset, {steps} steps x "
-        f"{base['train']['tokens_per_step']} tokens, lr {base['optim']['lr']:g}, CPU"
+        f"{BASE['model']['preset']} preset, {steps} steps x "
+        f"{BASE['train']['tokens_per_step']} tokens, lr {BASE['optim']['lr']:g}, CPU"
     )
     summary["command"] = f"python benchmarks/ablation_fidelity.py build, then effects --seeds {n}"
     path = ROOT / "benchmarks" / "fidelity_result.json"
@@ -275,7 +277,6 @@ def fit(out: Path) -> None:
 
 
 POWER_METRICS = ["bpb@curated", "late_loss@curated", "gold_prob@next_sentence"]
-STEPS = 400  # pipelines/fidelity_ablation.yaml's train.steps
 # the larger proxy: 3 layers of width 96 (0.43M parameters with the 1024-token
 # vocabulary, ~2.6x tiny's FLOPs per token; what 2 shared cores allow)
 MINI = {"model.preset": "tiny", "model.n_layer": 3, "model.n_head": 4, "model.n_embd": 96}
