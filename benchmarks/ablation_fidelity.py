@@ -63,6 +63,9 @@ BUCKET_EFFECTS = {
     "both (buckets)": ("raw", "curated"),
 }
 CURATION = ["raw_concat", "dedup_concat", "filtered_concat", "curated_concat"]
+# what ``scales`` ranks: the curation variants and the curated one in buckets (DD); the
+# latter is also the variant every run's held-out documents come from (eval_on)
+RANKED = [*CURATION, "curated"]
 
 
 def build(out: Path, per_domain: int) -> None:
@@ -173,7 +176,7 @@ def effects(out: Path, steps: int, seeds: list[int], variants: list[str]) -> dic
         if n > 1:
             print(effect_table(res, METRICS, effects={**EFFECTS, **BUCKET_EFFECTS}))
         print(f"effects (tiny, {steps} steps, seeds {seeds[:n]}): {time.time() - t0:.0f} s")
-    if steps == STEPS and len(seeds) > 1 and all(v in variants for v in [*CURATION, "curated"]):
+    if steps == STEPS and len(seeds) > 1 and all(v in variants for v in RANKED):
         write_summary(res, steps, EFFECTS)
     return res
 
@@ -202,11 +205,11 @@ def write_summary(res: dict, steps: int, effects_of: dict) -> None:
 
 
 def scales(out: Path, seeds: int, tiny_seeds: int) -> dict:
-    """The four curation variants at tiny (reusing ``effects``' runs) and mini."""
+    """The ranked variants at tiny (reusing ``effects``' runs) and mini."""
     from winnow.trainer.ablate import run_ablation
 
     t0 = time.time()
-    over = ablation_overrides(out, CURATION, out=str(out / "study"))
+    over = ablation_overrides(out, RANKED, out=str(out / "study"))
     over["scales"] = [
         {"name": "tiny", "set": {"model.preset": "tiny"}, "seeds": list(range(tiny_seeds))},
         {"name": "mini", "set": MINI, "seeds": list(range(seeds))},
@@ -301,7 +304,7 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=STEPS)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--tiny-seeds", type=int, default=3, help="scales: seeds at tiny")
-    parser.add_argument("--variants", default=",".join([*CURATION, "curated"]))
+    parser.add_argument("--variants", default=",".join(RANKED))
     args = parser.parse_args()
     seeds = list(range(args.seeds))
     variants = args.variants.split(",")
@@ -321,7 +324,7 @@ def main() -> int:
         from winnow.trainer.ablate import run_ablation
 
         where = str(args.out / "study" / "scales" / "mini")
-        over = ablation_overrides(args.out, CURATION, out=where)
+        over = ablation_overrides(args.out, RANKED, out=where)
         over.update({f"base.{k}": v for k, v in MINI.items()})
         for n in range(1, args.seeds + 1):
             res = run_ablation(PIPELINES / "fidelity_ablation.yaml", {**over, "seeds": seeds[:n]})

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from winnow.cli import main
-from winnow.demo import build_corpus
+from winnow.demo import NEAR_DUP_RATES, build_corpus
 from winnow.pipeline import load_pipeline
 
 PIPELINES = sorted((Path(__file__).resolve().parent.parent / "pipelines").glob("*.yaml"))
@@ -37,18 +37,39 @@ def test_shipped_ablation_configs_validate(path):
         validate_model(FitWeightsConfig, read_yaml(path), str(path))
 
 
-def test_demo_corpus_labels_match_its_files(tmp_path):
-    labels = build_corpus(tmp_path, docs=300)
+def _text_rows(root: Path) -> list[dict]:
     rows = []
-    for f in sorted((tmp_path / "input").glob("*.jsonl.gz")):
+    for f in sorted((root / "input").glob("*.jsonl.gz")):
         for line in gzip.decompress(f.read_bytes()).splitlines():
             try:
                 rows.append(json.loads(line))
             except ValueError:  # the deliberately malformed lines
                 continue
-    ids = [r["id"] for r in rows if isinstance(r, dict) and isinstance(r.get("text"), str)]
-    assert set(ids) == set(labels)
+    return [r for r in rows if isinstance(r, dict) and isinstance(r.get("text"), str)]
+
+
+def test_demo_corpus_labels_match_its_files(tmp_path):
+    labels = build_corpus(tmp_path, docs=300)
+    assert {r["id"] for r in _text_rows(tmp_path)} == set(labels)
     assert build_corpus(tmp_path / "again", docs=300) == labels
+
+
+def test_demo_copies_and_their_sources_are_trained_on(tmp_path):
+    """Neither an exact copy nor its source falls in the ablation's held-out range, so
+    no variant is scored on a document another variant trained a copy of."""
+    from winnow.config import read_yaml
+    from winnow.trainer.data import doc_keys, held_out
+
+    labels = build_corpus(tmp_path, docs=300)
+    fraction = read_yaml(PIPELINES[0].parent / "ablation.yaml")["base"]["data"]["val_fraction"]
+    rows = _text_rows(tmp_path)
+    copied = ("exact_duplicate", *(f"near_dup_{rate}" for rate in NEAR_DUP_RATES))
+    copies = [r for r in rows if labels[r["id"]] in copied]
+    exact = {r["text"] for r in rows if labels[r["id"]] == "exact_duplicate"}
+    sources = [r["id"] for r in rows if labels[r["id"]] == "clean" and r["text"] in exact]
+    assert len(copies) > 20 and len(sources) >= len(exact) > 5
+    ids = [r["id"] for r in copies] + sources
+    assert not held_out(doc_keys(pa.array(ids)), fraction).any()
 
 
 @pytest.mark.slow

@@ -71,6 +71,8 @@ def test_copies_come_from_training_documents_only(corpus):
     assert len({s for s in sources}) <= 6
     val = held_out(doc_keys(pa.array(sorted(sources))), 0.05)
     assert not val.any()
+    copies = sorted(i for i, v in labels.items() if v.endswith("_copy"))
+    assert not held_out(doc_keys(pa.array(copies)), 0.05).any()  # no copy is held out
     for doc_id, label in labels.items():
         if not label.endswith("_copy"):
             continue

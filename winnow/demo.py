@@ -21,8 +21,10 @@ import pyarrow as pa
 from rich.console import Console
 from rich.table import Table
 
+from winnow.config import read_yaml
 from winnow.io.writers import read_table, write_table
 from winnow.sample_text import real_documents
+from winnow.trainer.data import doc_keys, held_out, trainable_id
 
 PIPELINES = Path(__file__).resolve().parent.parent / "pipelines"
 PIPELINE = PIPELINES / "demo.yaml"
@@ -71,15 +73,21 @@ def build_corpus(out_dir: Path, docs: int, seed: int = 0, shards: int = 4) -> di
         rows.append(row)
         labels[row["id"]] = label
 
+    # copies are of documents the ablation trains on, under ids it trains on: a held-out
+    # document with a copy in training (or a held-out copy) would favour the raw variant
+    val_fraction = read_yaml(ABLATION)["base"]["data"]["val_fraction"]
+    held = held_out(doc_keys(pa.array([d["id"] for d in clean])), val_fraction)
+    trainable = [d for d, h in zip(clean, held, strict=True) if not h]
     n = max(10, docs // 40)
     junk = max(10, docs // 8)  # spam and boilerplate pages are common in web crawls
-    for i, src in enumerate(rng.sample(clean, n)):
-        add({"id": f"exact-{i}", "text": src["text"], "source": src["source"]}, "exact_duplicate")
+    for i, src in enumerate(rng.sample(trainable, n)):
+        doc_id = trainable_id(f"exact-{i}", val_fraction)
+        add({"id": doc_id, "text": src["text"], "source": src["source"]}, "exact_duplicate")
     similarity = {}
     for rate in NEAR_DUP_RATES:
-        for i, src in enumerate(rng.sample(clean, n // 2)):
+        for i, src in enumerate(rng.sample(trainable, n // 2)):
             text = edit_words(src["text"], rate, rng)
-            doc_id = f"near{rate}-{i}"
+            doc_id = trainable_id(f"near{rate}-{i}", val_fraction)
             add({"id": doc_id, "text": text, "source": src["source"]}, f"near_dup_{rate}")
             similarity[doc_id] = _jaccard(text, src["text"])
     for i in range(junk):

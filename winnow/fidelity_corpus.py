@@ -20,8 +20,9 @@ The clean documents are first deduplicated with winnow's own exact and MinHash
 stages (:func:`near_unique`). Documents reserved for tasks never enter the corpus:
 they give a next-sentence cloze task (``tasks/next_sentence.jsonl``, lm-eval-harness
 style). Popular sources and shuffled text are drawn from documents outside the
-trainer's held-out hash range, so no copy of a held-out document, and no bag of its
-words, trains any variant.
+trainer's held-out hash range, and so are the copies' ids, so no copy of a held-out
+document, and no bag of its words, trains any variant, and no held-out copy is scored
+beside its siblings in training.
 """
 
 from __future__ import annotations
@@ -284,7 +285,7 @@ def inject_defects(
     seed: int,
 ) -> tuple[list[dict], dict[str, str]]:
     """Clean documents plus copies and junk; returns (rows shuffled, id -> label)."""
-    from winnow.trainer.data import doc_keys, held_out
+    from winnow.trainer.data import doc_keys, held_out, trainable_id
 
     rng = random.Random(seed)
     rows = [dict(d) for d in clean]
@@ -294,12 +295,13 @@ def inject_defects(
     n_copies = round(len(clean) * dup_fraction / (1 - dup_fraction))
     sources = rng.sample(trainable, min(popular, len(trainable)))
     counts = _zipf_counts(n_copies, len(sources), np.random.default_rng(seed))
-    for src, count in zip(sources, counts, strict=True):
-        for c in range(int(count)):
+    for src, n in zip(sources, counts, strict=True):
+        for c in range(int(n)):
             exact = c % 2 == 0
             text = src["text"] if exact else _near_copy(src["text"], rng.uniform(0.005, 0.05), rng)
             label = "exact_copy" if exact else "near_copy"
-            row = {"id": f"{label}:{c}:{src['id']}", "text": text, "source": src["source"]}
+            doc_id = trainable_id(f"{label}:{c}", val_fraction, suffix=f":{src['id']}")
+            row = {"id": doc_id, "text": text, "source": src["source"]}
             rows.append(row)
             labels[row["id"]] = label
     n_junk = round((len(rows)) * junk_fraction / (1 - junk_fraction))

@@ -29,6 +29,7 @@ import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import count
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +59,14 @@ def doc_keys(doc_ids: pa.Array) -> np.ndarray:
 def held_out(keys: np.ndarray, fraction: float) -> np.ndarray:
     """True where a doc key falls in the held-out hash range."""
     return to_unit(keys) < fraction
+
+
+def trainable_id(stem: str, fraction: float, suffix: str = "") -> str:
+    """``stem + suffix``, or ``stem.k + suffix`` for the first k that falls outside the
+    held-out hash range: the id of a planted copy, which must train every variant
+    rather than be scored beside its siblings in training."""
+    ids = (f"{stem}.{k}{suffix}" if k else f"{stem}{suffix}" for k in count())
+    return next(i for i in ids if not held_out(doc_keys(pa.array([i])), fraction)[0])
 
 
 def _open_ipc(path: Path) -> list[pa.RecordBatch]:
